@@ -1,0 +1,316 @@
+# -*- coding: utf-8 -*-
+# Copyright: difyops.fleet contributors
+# Apache License 2.0
+"""The fleet's secrets: key names, generation, validation and the file on the controller.
+
+Shared by the ``fleet_secrets`` module (which generates and stores them) and
+by preflight checks (which refuse Dify's public sample values wherever a
+user put them), so the list of refused values lives in one place.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import secrets as _secrets
+import string
+import tempfile
+
+# Keys every fleet needs (docs/DEVELOPING.md, "Secrets").
+REQUIRED_KEYS = (
+    "secret_key",
+    "db_password",
+    "db_replication_password",
+    "redis_password",
+    "redis_sentinel_password",
+    "sandbox_api_key",
+    "plugin_daemon_key",
+    "plugin_inner_api_key",
+    "pgbackrest_cipher_pass",
+)
+
+# Keys generated only when asked for (the fleet uses that feature).
+OPTIONAL_KEYS = (
+    "weaviate_api_key",
+    "qdrant_api_key",
+    "init_password",
+)
+
+KNOWN_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
+
+# Length of generated values. Alphanumeric only: these values end up in
+# URLs (CELERY_BROKER_URL, sentinel://), redis.conf, env files and SQL, where
+# punctuation needs quoting that not every consumer does.
+GENERATED_LENGTH = {
+    "secret_key": 50,
+    "pgbackrest_cipher_pass": 64,
+    "init_password": 24,  # Dify accepts at most 30 characters
+}
+DEFAULT_GENERATED_LENGTH = 32
+
+# Shortest value accepted for a key a user supplied.
+MIN_LENGTH = {
+    "init_password": 12,
+}
+DEFAULT_MIN_LENGTH = 16
+INIT_PASSWORD_MAX_LENGTH = 30
+
+# Values published in Dify's repository (.env.example, compose files, config
+# defaults, docs) or in its ecosystem's samples. Anyone can read them, so a
+# fleet using one of them has no secret at all. Compared case-insensitively.
+SAMPLE_SECRETS = frozenset(
+    v.lower()
+    for v in (
+        "difyai123456",  # DB_PASSWORD, REDIS_PASSWORD, PGVECTOR_PASSWORD, QDRANT_API_KEY...
+        "Difyai123456",  # INIT_PASSWORD examples
+        "sk-9f73s3ljTXVcMT3Blb3ljTqtsKiGHXVcMT3BlbkFJLK7U",  # SECRET_KEY (<= 1.14)
+        "dify-sandbox",  # SANDBOX_API_KEY / CODE_EXECUTION_API_KEY / sandbox app.key
+        "lYkiYYT6owG+71oLerGzA7GXCgOT++6ovaezWAjpCjf+Sjc3ZtU+qUEi",  # PLUGIN_DAEMON_KEY
+        "QaHbTe77CtuXmsfyhR7+vRjI/+XbV1AaFy691iy+kGDv2Jvy0/eAh8Y1",  # PLUGIN_DIFY_INNER_API_KEY
+        "WVF5YThaHlkYwhGUSmCRgsX3tD5ngdN8pkih",  # WEAVIATE_API_KEY
+        "plugin-api-key",  # PluginConfig.PLUGIN_DAEMON_KEY code default
+        "inner-api-key",  # PluginConfig.INNER_API_KEY_FOR_PLUGIN code default
+        "difyai",  # AZURE_BLOB_ACCOUNT_KEY sample
+        "dify",
+        "your-secret-key",
+        "your-access-key",
+        "your-secret-id",
+        "changeme",
+        "password",
+        "postgres",
+    )
+)
+
+# Rotating these needs a coordinated re-deploy of the tiers that use them
+# (the tags of playbooks/site.yml to run after rotate-secrets.yml).
+ROTATION_TIERS = {
+    "secret_key": ("dify",),
+    "db_password": ("postgresql", "dify"),
+    "db_replication_password": ("postgresql",),
+    "redis_password": ("redis", "dify"),
+    "redis_sentinel_password": ("redis", "dify"),
+    "sandbox_api_key": ("dify",),
+    "plugin_daemon_key": ("dify",),
+    "plugin_inner_api_key": ("dify",),
+    "weaviate_api_key": ("dify",),
+    "qdrant_api_key": ("dify",),
+    "init_password": (),
+}
+
+# Never rotated by the tooling: data already written depends on the value.
+NOT_ROTATABLE = {
+    "pgbackrest_cipher_pass": (
+        "the pgBackRest repository is encrypted with it; a new value cannot read "
+        "the existing backups. Create a new repository (new stanza/path) with a new "
+        "cipher pass by hand, take a full backup, then edit the secrets file."
+    ),
+}
+
+VAULT_HEADER = b"$ANSIBLE_VAULT;"
+FILE_TOP_KEY = "difyops_secrets"
+MASK = "********"
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+class SecretsError(Exception):
+    """Bad secrets or a bad secrets file: the message names the key and the fix."""
+
+
+def generate(key, length=None):
+    """A new random value for ``key`` (alphanumeric, from the OS CSPRNG)."""
+    n = length or GENERATED_LENGTH.get(key, DEFAULT_GENERATED_LENGTH)
+    while True:
+        value = "".join(_secrets.choice(_ALPHABET) for _ in range(n))
+        # Dify's password rule wants a letter and a digit; apply it to all
+        # keys, it costs nothing and keeps every value acceptable to it.
+        if any(c.isdigit() for c in value) and any(c.isalpha() for c in value):
+            return value
+
+
+def is_sample_value(value):
+    return isinstance(value, str) and value.strip().lower() in SAMPLE_SECRETS
+
+
+def check_secret(key, value):
+    """The problem with ``value`` for ``key`` (a sentence), or None when it is acceptable."""
+    if value is None or (isinstance(value, str) and value == ""):
+        return "%s is empty; remove the key so it is generated, or set a random value" % key
+    if not isinstance(value, str):
+        return (
+            "%s must be a string, got %s; quote it in YAML or remove it so it is generated"
+            % (key, type(value).__name__)
+        )
+    if is_sample_value(value):
+        return (
+            "%s is one of Dify's public sample values; anyone can read it in Dify's "
+            "repository. Remove the key from the secrets file so a random value is "
+            "generated, or set your own random value (e.g. openssl rand -hex 24)" % key
+        )
+    if any(c.isspace() for c in value):
+        return "%s contains whitespace; use a value without spaces or line breaks" % key
+    minimum = MIN_LENGTH.get(key, DEFAULT_MIN_LENGTH)
+    if len(value) < minimum:
+        return (
+            "%s is too short (%d characters, at least %d needed); remove the key so a "
+            "random value is generated, or set a longer one" % (key, len(value), minimum)
+        )
+    if key == "init_password":
+        if len(value) > INIT_PASSWORD_MAX_LENGTH:
+            return "init_password is longer than Dify's limit of %d characters" % INIT_PASSWORD_MAX_LENGTH
+        if not (any(c.isdigit() for c in value) and any(c.isalpha() for c in value)):
+            return "init_password needs at least one letter and one digit (Dify's password rule)"
+    return None
+
+
+def find_sample_secrets(mapping):
+    """Keys of ``mapping`` whose value is one of Dify's public sample values.
+
+    Works on any flat mapping (the secrets dict, a role's variables, an env
+    dict such as {"SECRET_KEY": ...}); returns a sorted list of key names.
+    """
+    if not isinstance(mapping, dict):
+        return []
+    return sorted(str(k) for k, v in mapping.items() if is_sample_value(v))
+
+
+def find_problems(mapping, keys=None):
+    """Every problem of the secrets dict: a list of sentences, one per bad key."""
+    problems = []
+    for key in sorted(mapping):
+        if keys is not None and key not in keys:
+            continue
+        problem = check_secret(key, mapping[key])
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def missing_keys(existing, wanted):
+    return [k for k in wanted if k not in existing]
+
+
+def is_vault_file(path):
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(VAULT_HEADER)) == VAULT_HEADER
+    except OSError:
+        return False
+
+
+def parse_file(text, path):
+    """The secrets dict held in a plain YAML secrets file's text."""
+    import yaml  # controller side only
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SecretsError("%s is not valid YAML (%s); fix it by hand, nothing was changed" % (path, exc))
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or set(data) != {FILE_TOP_KEY} or not isinstance(data[FILE_TOP_KEY], (dict, type(None))):
+        raise SecretsError(
+            "%s must hold one mapping named %s (\"%s:\" followed by indented key: value "
+            "lines); fix the file by hand, nothing was changed" % (path, FILE_TOP_KEY, FILE_TOP_KEY)
+        )
+    return dict(data[FILE_TOP_KEY] or {})
+
+
+def render_file(mapping):
+    """The text of a plain secrets file for ``mapping`` (keys sorted, values quoted)."""
+    import yaml
+
+    body = yaml.safe_dump(
+        {FILE_TOP_KEY: {k: mapping[k] for k in sorted(mapping)}},
+        default_flow_style=False,
+        default_style=None,
+        sort_keys=True,
+        width=1000,
+    )
+    return (
+        "# Secrets of one Dify fleet, generated by difyops.fleet.fleet_secrets.\n"
+        "# Never regenerated: a key is only added when missing. Keep this file\n"
+        "# private (mode 0600) or encrypt it: ansible-vault encrypt <this file>.\n"
+        "---\n" + body
+    )
+
+
+def masked_view(mapping, generated=(), rotated=()):
+    """Diff text of the secrets dict with every value hidden."""
+    lines = []
+    for key in sorted(mapping):
+        if key in rotated:
+            tag = "<rotated>"
+        elif key in generated:
+            tag = "<generated>"
+        else:
+            tag = MASK
+        lines.append("  %s: %s\n" % (key, tag))
+    return "%s:\n%s" % (FILE_TOP_KEY, "".join(lines))
+
+
+def plan(existing, wanted, rotate=()):
+    """Decide what changes: (new mapping, generated keys, rotated keys).
+
+    ``existing`` is never modified; keys present there keep their value unless
+    listed in ``rotate``.
+    """
+    for key in rotate:
+        if key in NOT_ROTATABLE:
+            raise SecretsError("%s cannot be rotated: %s" % (key, NOT_ROTATABLE[key]))
+        if key not in KNOWN_KEYS:
+            raise SecretsError(
+                "rotate names %r, which is not a fleet secret; known keys: %s" % (key, ", ".join(KNOWN_KEYS))
+            )
+        if key not in existing:
+            raise SecretsError("rotate names %s, which does not exist yet; run without rotate to generate it" % key)
+    new = dict(existing)
+    generated = []
+    for key in wanted:
+        if key not in new:
+            new[key] = generate(key)
+            generated.append(key)
+    rotated = []
+    for key in rotate:
+        value = generate(key)
+        while value == existing[key]:  # pragma: no cover - astronomically unlikely
+            value = generate(key)
+        new[key] = value
+        rotated.append(key)
+    return new, generated, rotated
+
+
+def backup_path(path, now=None):
+    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
+    return "%s.%s.bak" % (path, stamp)
+
+
+def write_private(path, text):
+    """Write ``text`` to ``path`` atomically with mode 0600 (directory 0700 if created)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".difyops-secrets-", dir=directory)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def copy_private(src, dest):
+    """Copy ``src`` to a new file ``dest`` with mode 0600 (never overwrites)."""
+    with open(src, "rb") as fh:
+        data = fh.read()
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    return dest
