@@ -1,0 +1,219 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: difyops.fleet contributors
+# Apache License 2.0
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: dify_env
+short_description: Build, validate and write the environment file of one Dify service
+description:
+  - Builds the environment of every Dify service (api, worker, beat, web, sandbox,
+    plugin_daemon, migration) from one context (fleet addresses, the capacity plan,
+    the fleet's secrets), validates it against the pinned Dify release's contract and
+    writes the env file of the service asked for.
+  - Validation refuses unknown variable names (unless listed in O(allow_unknown)),
+    values outside the allowed choices (C(DB_TYPE), C(STORAGE_TYPE), C(VECTOR_STORE),
+    C(LOG_OUTPUT_FORMAT), ...), docker-compose host names (C(db_postgres), C(redis),
+    C(sandbox), C(plugin_daemon), C(api), C(ssrf_proxy), C(weaviate)) in address
+    variables, empty or public sample secrets, secrets that differ between services
+    that must share them, and C(MIGRATION_ENABLED) other than C(false) on long-running
+    services. Nothing is written when validation fails.
+  - Supports check mode and diff; every secret is masked in the diff and in the
+    returned environment.
+version_added: "0.1.0"
+author: difyops.fleet contributors
+options:
+  service:
+    description: The service whose env file is written.
+    type: str
+    required: true
+    choices: [api, worker, beat, migration, web, sandbox, plugin_daemon]
+  version:
+    description: The Dify release whose contract applies.
+    type: str
+    default: "1.13.3"
+  context:
+    description:
+      - Non-secret inputs. Keys C(db) (host, port, username, database,
+        plugin_database, ssl_mode), C(redis) (sentinels as C(host:port) list,
+        master_name, host, port, db, broker_db), C(redis_env) (ready REDIS_*/CELERY_*
+        variables, win over C(redis)), C(urls) (api, sandbox, plugin_daemon,
+        ssrf_proxy, console_api, console_web, service_api, app_api, app_web, files,
+        internal_files), C(sizing) (gunicorn_workers, celery_concurrency,
+        celery_autoscale, celery_use_autoscale, sqlalchemy_pool_size,
+        sqlalchemy_max_overflow, plugin_db_max_open_conns, plugin_db_max_idle_conns),
+        C(storage_env), C(plugin_storage_env), C(vector_store), C(vector_env),
+        C(pgvector), C(log_format), C(log_level), C(sentry), C(otel_env), C(ports).
+    type: dict
+    required: true
+  secrets:
+    description:
+      - The fleet's secrets (the O(secrets) keys of C(difyops_secrets)) used here
+        C(secret_key), C(db_password), C(redis_password), C(redis_sentinel_password),
+        C(sandbox_api_key), C(plugin_daemon_key), C(plugin_inner_api_key), and
+        optionally C(pgvector_password).
+    type: dict
+    required: true
+  extra_env:
+    description:
+      - Extra or overriding variables, keyed by C(all) or a service name. They are
+        validated like the built ones.
+    type: dict
+    default: {}
+  allow_unknown:
+    description: Variable names accepted although the pinned release's contract does not list them.
+    type: list
+    elements: str
+    default: []
+  dest:
+    description: Path of the env file. Not needed when O(validate_only=true).
+    type: path
+  owner:
+    description: Owner of the env file.
+    type: str
+    default: root
+  group:
+    description: Group of the env file (Dify's containers run as gid 1001).
+    type: str
+    default: "1001"
+  mode:
+    description: Mode of the env file.
+    type: str
+    default: "0640"
+  validate_only:
+    description: Only build and validate every service; write nothing.
+    type: bool
+    default: false
+notes:
+  - Run it with C(no_log) off but keep O(secrets) out of logs: the module declares
+    O(secrets) as C(no_log) and masks every secret it returns.
+"""
+
+EXAMPLES = r"""
+- name: Write the api env file
+  difyops.fleet.dify_env:
+    service: api
+    version: "1.13.3"
+    dest: /etc/dify/api.env
+    context:
+      db: {host: 10.0.0.11, port: 5432, username: dify, database: dify, plugin_database: dify_plugin}
+      redis:
+        sentinels: [10.0.0.21:26379, 10.0.0.22:26379, 10.0.0.23:26379]
+        master_name: dify
+      urls:
+        api: http://10.0.0.31:5001
+        sandbox: http://10.0.0.41:8194
+        plugin_daemon: http://10.0.0.42:5002
+        ssrf_proxy: http://10.0.0.51:3128
+      sizing: {gunicorn_workers: 5, sqlalchemy_pool_size: 10, sqlalchemy_max_overflow: 5}
+    secrets: "{{ difyops_secrets }}"
+"""
+
+RETURN = r"""
+env:
+  description: The environment written (or that would be written), secrets masked.
+  returned: always
+  type: dict
+  sample: {MODE: api, DB_HOST: 10.0.0.11, SECRET_KEY: "********"}
+path:
+  description: The env file.
+  returned: when O(dest) is set
+  type: str
+image_family:
+  description: Which image reads this env (api for api, worker, beat and migration).
+  returned: always
+  type: str
+"""
+
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+
+from ansible_collections.difyops.fleet.plugins.module_utils.dify_contract import (
+    SERVICES,
+    ContractError,
+    build_all,
+    family,
+    masked,
+    masked_diff_text,
+    parse,
+    render,
+    validate_all,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            service=dict(type="str", required=True, choices=list(SERVICES)),
+            version=dict(type="str", default="1.13.3"),
+            context=dict(type="dict", required=True),
+            secrets=dict(type="dict", required=True, no_log=True),
+            extra_env=dict(type="dict", default={}),
+            allow_unknown=dict(type="list", elements="str", default=[]),
+            dest=dict(type="path"),
+            owner=dict(type="str", default="root"),
+            group=dict(type="str", default="1001"),
+            mode=dict(type="str", default="0640"),
+            validate_only=dict(type="bool", default=False),
+        ),
+        required_if=[("validate_only", False, ("dest",))],
+        supports_check_mode=True,
+    )
+    p = module.params
+    service = p["service"]
+    ctx = dict(p["context"])
+    ctx["secrets"] = p["secrets"]
+    try:
+        envs = build_all(ctx, p["extra_env"])
+        errors = validate_all(envs, p["version"], p["allow_unknown"])
+    except ContractError as exc:
+        module.fail_json(msg="Dify env contract: %s" % exc)
+    if errors:
+        module.fail_json(msg="Dify env contract (%s) refused: %s" % (p["version"], "; ".join(errors)),
+                         errors=errors)
+    env = envs[service]
+    result = dict(changed=False, env=masked(env), image_family=family(service))
+    if p["validate_only"]:
+        module.exit_json(**result)
+
+    dest = p["dest"]
+    result["path"] = dest
+    header = ("Managed by difyops.fleet (dify_env): Dify %s, service %s.\nLocal edits are overwritten."
+              % (p["version"], service))
+    content = render(env, header)
+    before_text = ""
+    if os.path.exists(dest):
+        with open(dest, "rb") as fh:
+            before_text = to_text(fh.read(), errors="surrogate_or_strict")
+    changed = before_text != content
+    if changed and module._diff:
+        b, a = masked_diff_text(parse(before_text), env)
+        result["diff"] = dict(before=b if before_text else "", after=a,
+                              before_header=dest, after_header=dest)
+    if changed and not module.check_mode:
+        dirname = os.path.dirname(dest) or "."
+        if not os.path.isdir(dirname):
+            module.fail_json(msg="directory %s of dest does not exist" % dirname)
+        fd, tmp = tempfile.mkstemp(dir=dirname, prefix=".dify_env.")
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, to_bytes(content))
+        finally:
+            os.close(fd)
+        module.atomic_move(tmp, dest)
+    file_args = dict(path=dest, owner=p["owner"], group=p["group"], mode=p["mode"],
+                     seuser=None, serole=None, selevel=None, setype=None, attributes=None)
+    if os.path.exists(dest):
+        changed = module.set_fs_attributes_if_different(file_args, changed)
+    result["changed"] = changed
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
