@@ -1,0 +1,80 @@
+# difyops.fleet: the two commands a new user needs.
+#   make lab    bring up the lab (fleet layout) and converge site.yml on it
+#   make test   every test: unit, lint, sanity, build, molecule scenarios
+# Both install what they need (run as root on Debian).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+TOP := $(CURDIR)
+VENV := $(TOP)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export CONTAINERS_CONF := $(TOP)/lab/containers.conf
+export ANSIBLE_NOCOLOR := 1
+export PY_COLORS := 0
+LAYOUT ?= fleet
+LAB_OS ?= trixie
+MOLECULE_JOBS ?= 2
+
+.PHONY: help bootstrap prereqs images lab lab-up lab-converge lab-idempotence lab-down lab-status \
+        test unit lint sanity build molecule clean
+
+help:
+	@echo "make lab         lab hosts (LAYOUT=fleet|aio|fleet14, LAB_OS=trixie|bookworm) + site.yml"
+	@echo "make lab-down    remove the lab hosts, network and generated inventory"
+	@echo "make test        unit + preflight tests, ansible-lint, ansible-test sanity, build, molecule"
+
+# --- setup --------------------------------------------------------------
+prereqs:
+	@need=""; \
+	for p in podman runc debootstrap uidmap shellcheck git; do \
+	  dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
+	command -v ssh >/dev/null || need="$$need openssh-client"; \
+	if [ -n "$$need" ]; then echo "installing:$$need"; apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; fi
+
+bootstrap: prereqs
+	@bash scripts/bootstrap.sh
+
+images: prereqs
+	@bash lab/build-image.sh trixie
+	@bash lab/build-image.sh bookworm
+
+# --- the lab ------------------------------------------------------------
+lab: bootstrap images lab-up lab-converge
+
+lab-up:
+	python lab/lab.py up --layout $(LAYOUT) --os $(LAB_OS)
+
+lab-converge:
+	ansible-playbook playbooks/site.yml -i inventories/lab
+
+lab-idempotence:
+	ansible-playbook playbooks/site.yml -i inventories/lab | tee build/lab-idempotence.log
+	@grep -qE 'changed=[1-9]' build/lab-idempotence.log && { echo "not idempotent"; exit 1; } || echo "idempotent: changed=0 on every host"
+
+lab-down:
+	python lab/lab.py down
+
+lab-status:
+	python lab/lab.py status
+
+# --- tests --------------------------------------------------------------
+test: bootstrap images unit lint sanity build molecule
+
+unit:
+	python -m pytest -q -p no:cacheprovider tests/unit $(wildcard tests/preflight)
+
+lint:
+	ansible-lint --profile production --offline -q
+
+sanity:
+	bash scripts/sanity.sh
+
+build:
+	bash tests/build/test_build.sh
+
+molecule:
+	MOLECULE_JOBS=$(MOLECULE_JOBS) bash scripts/test-molecule.sh
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,223 @@
+"""The difyops.fleet test lab: Debian hosts that behave like bare VMs.
+
+Each lab host is a podman container running systemd as PID 1 and sshd, on
+one podman network, reached over SSH with a lab-only key, like production.
+Hosts are privileged so Docker Engine can run inside the app hosts and the
+kernel settings of the common role take effect.
+
+    python lab/lab.py up [--layout fleet|aio|fleet14] [--os trixie|bookworm]
+    python lab/lab.py down
+    python lab/lab.py status
+
+`up` replaces any lab host or network this script made before (found by
+label), writes inventories/lab/ and prints how to reach the hosts. `down`
+removes exactly the containers and the network it made, and the generated
+inventory; the base images are kept on purpose (rebuilt only when their
+recipe changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAB_DIR = os.path.join(TOP, "lab")
+STATE = os.path.join(TOP, ".lab")
+INVENTORY = os.path.join(TOP, "inventories", "lab")
+LABEL = "org.difyops.lab.env=lab"
+NETWORK = "difyops-lab"
+ULIMITS = ["--ulimit", "nofile=16384:16384", "--ulimit", "nproc=8192:8192"]
+
+os.environ.setdefault("CONTAINERS_CONF", os.path.join(LAB_DIR, "containers.conf"))
+
+
+def log(msg):
+    print("lab: " + msg, flush=True)
+
+
+def run(cmd, check=True, capture=False, **kw):
+    res = subprocess.run(cmd, check=False, text=True,
+                         stdout=subprocess.PIPE if capture else None,
+                         stderr=subprocess.PIPE if capture else None, **kw)
+    if check and res.returncode != 0:
+        err = (res.stderr or "").strip() if capture else ""
+        raise SystemExit("lab: command failed (%d): %s\n%s" % (res.returncode, " ".join(cmd), err))
+    return res
+
+
+def podman(*args, **kw):
+    return run(["podman", *args], **kw)
+
+
+def ensure_prereqs():
+    missing = [p for p, b in (("podman", "podman"), ("runc", "runc"), ("debootstrap", "debootstrap"),
+                              ("openssh-client", "ssh"), ("uidmap", "newuidmap"))
+               if shutil.which(b) is None and not os.path.exists("/usr/sbin/" + b)]
+    if missing:
+        if os.geteuid() != 0:
+            raise SystemExit("lab: needs root to install %s" % " ".join(missing))
+        log("installing " + " ".join(missing))
+        run(["apt-get", "update", "-qq"])
+        run(["apt-get", "install", "-y", "-qq", *missing], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
+def ensure_images(suites):
+    for suite in suites:
+        run(["bash", os.path.join(LAB_DIR, "build-image.sh"), suite])
+
+
+def ensure_key():
+    key = os.path.join(STATE, "ssh", "id_ed25519")
+    if not os.path.exists(key):
+        os.makedirs(os.path.dirname(key), mode=0o700, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "difyops-lab-only", "-f", key])
+    return key
+
+
+def load_layout(name):
+    path = os.path.join(LAB_DIR, "layouts", name + ".yml")
+    if not os.path.exists(path):
+        raise SystemExit("lab: no layout %r (see lab/layouts/)" % name)
+    import yaml  # from the venv (ansible depends on PyYAML)
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def ours():
+    res = podman("ps", "-a", "--filter", "label=" + LABEL, "--format", "{{.Names}}", capture=True)
+    return [n for n in res.stdout.split() if n]
+
+
+def down(remove_inventory=True):
+    names = ours()
+    if names:
+        log("removing lab hosts: " + " ".join(names))
+        podman("rm", "-f", "-t", "5", *names, capture=True)
+    res = podman("network", "ls", "--filter", "label=" + LABEL, "--format", "{{.Name}}", capture=True)
+    for net in res.stdout.split():
+        log("removing network " + net)
+        podman("network", "rm", "-f", net, capture=True)
+    if remove_inventory and os.path.isdir(INVENTORY):
+        shutil.rmtree(INVENTORY)
+
+
+def start_host(name, image, pubkey):
+    podman("run", "-d", "--name", name, "--hostname", name, "--network", NETWORK,
+           "--label", LABEL, "--label", "org.difyops.lab.host=" + name,
+           "--privileged", "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+           "--systemd=always", *ULIMITS,
+           "-v", pubkey + ":/root/.ssh/authorized_keys:ro",
+           image, "/sbin/init", capture=True)
+
+
+def address(name):
+    res = podman("inspect", name, "--format", "{{json .NetworkSettings.Networks}}", capture=True)
+    nets = json.loads(res.stdout)
+    return nets[NETWORK]["IPAddress"]
+
+
+def wait_ready(names, key, timeout=120):
+    deadline = time.time() + timeout
+    pending = set(names)
+    while pending and time.time() < deadline:
+        for name in sorted(pending):
+            state = podman("exec", name, "systemctl", "is-system-running", check=False, capture=True).stdout.strip()
+            if state not in ("running", "degraded"):
+                continue
+            ssh = run(["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                       "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR",
+                       "root@" + address(name), "true"], check=False, capture=True)
+            if ssh.returncode == 0:
+                pending.discard(name)
+        if pending:
+            time.sleep(1)
+    if pending:
+        raise SystemExit("lab: hosts not ready after %ds: %s" % (timeout, " ".join(sorted(pending))))
+
+
+def write_inventory(layout_name, layout, key, suite):
+    import yaml
+    hosts = dict(layout.get("hosts", {}))
+    fixtures = dict(layout.get("fixtures", {}))
+    groups = {}
+    for name, gs in list(hosts.items()) + list(fixtures.items()):
+        for g in gs:
+            groups.setdefault(g, []).append(name)
+    inv = {"all": {"hosts": {}, "children": {}}}
+    for name in list(hosts) + list(fixtures):
+        inv["all"]["hosts"][name] = {"ansible_host": address(name)}
+    for g, members in groups.items():
+        inv["all"]["children"][g] = {"hosts": {m: None for m in members}}
+    os.makedirs(os.path.join(INVENTORY, "group_vars", "all"), exist_ok=True)
+    with open(os.path.join(INVENTORY, "hosts.yml"), "w") as fh:
+        fh.write("# Generated by lab/lab.py (layout %s, Debian %s); do not edit.\n" % (layout_name, suite))
+        yaml.safe_dump(inv, fh, default_flow_style=False, sort_keys=False)
+    with open(os.path.join(INVENTORY, "group_vars", "all", "00-lab-connection.yml"), "w") as fh:
+        fh.write("# Generated by lab/lab.py; do not edit.\n")
+        yaml.safe_dump({
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": key,
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "difyops_lab_layout": layout_name,
+        }, fh, default_flow_style=False)
+    # The lab's own settings (ACME server, probe images): kept in lab/inventory/.
+    src = os.path.join(LAB_DIR, "inventory", "group_vars")
+    if os.path.isdir(src):
+        for root, _dirs, files in os.walk(src):
+            rel = os.path.relpath(root, src)
+            for f in files:
+                dst_dir = os.path.join(INVENTORY, "group_vars", rel)
+                os.makedirs(dst_dir, exist_ok=True)
+                shutil.copy(os.path.join(root, f), os.path.join(dst_dir, f))
+
+
+def up(layout_name, suite):
+    ensure_prereqs()
+    ensure_images(sorted({suite, "trixie", "bookworm"}))
+    key = ensure_key()
+    layout = load_layout(layout_name)
+    down(remove_inventory=True)
+    podman("network", "create", "--label", LABEL, NETWORK, capture=True)
+    names = list(layout.get("hosts", {})) + list(layout.get("fixtures", {}))
+    image = "localhost/difyops-lab:" + suite
+    for name in names:
+        start_host(name, image, key + ".pub")
+    log("started %d hosts on network %s; waiting for systemd and sshd" % (len(names), NETWORK))
+    wait_ready(names, key)
+    write_inventory(layout_name, layout, key, suite)
+    for name in names:
+        log("  %-12s %s" % (name, address(name)))
+    log("inventory written to inventories/lab/")
+
+
+def status():
+    for name in ours():
+        state = podman("inspect", name, "--format", "{{.State.Status}}", capture=True).stdout.strip()
+        print("%-14s %-8s %s" % (name, state, address(name) if state == "running" else "-"))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up")
+    p_up.add_argument("--layout", default=os.environ.get("LAB_LAYOUT", "fleet"))
+    p_up.add_argument("--os", default=os.environ.get("LAB_OS", "trixie"), choices=["trixie", "bookworm"])
+    sub.add_parser("down")
+    sub.add_parser("status")
+    args = ap.parse_args(argv)
+    if args.cmd == "up":
+        up(args.layout, args.os)
+    elif args.cmd == "down":
+        down()
+    else:
+        status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

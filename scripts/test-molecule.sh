@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Run every molecule scenario (molecule/*/molecule.yml), MOLECULE_JOBS at a
+# time (default 2), each logged to build/molecule/<scenario>.log.
+# Usage: scripts/test-molecule.sh [SCENARIO...]
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+jobs=${MOLECULE_JOBS:-2}
+mkdir -p build/molecule
+if [ $# -gt 0 ]; then
+  scenarios=("$@")
+else
+  mapfile -t scenarios < <(for f in molecule/*/molecule.yml; do basename "$(dirname "$f")"; done)
+fi
+[ ${#scenarios[@]} -gt 0 ] || { echo "no molecule scenarios found" >&2; exit 1; }
+echo "molecule: ${#scenarios[@]} scenarios, $jobs at a time: ${scenarios[*]}"
+
+run_one() {
+  local s=$1 start end rc
+  start=$(date +%s)
+  bash scripts/molecule.sh "$s" test >"build/molecule/$s.log" 2>&1
+  rc=$?
+  end=$(date +%s)
+  if [ $rc -eq 0 ]; then
+    echo "PASSED $s ($((end - start)) s)"
+  else
+    echo "FAILED $s ($((end - start)) s, rc $rc): last lines of build/molecule/$s.log:"
+    grep -vE '^\s*$' "build/molecule/$s.log" | tail -n 40 | sed 's/^/    /'
+  fi
+  return $rc
+}
+export -f run_one
+
+# Build the images once, before scenarios race to do it.
+bash lab/build-image.sh trixie >/dev/null
+bash lab/build-image.sh bookworm >/dev/null
+
+printf '%s\n' "${scenarios[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {} | tee build/molecule/summary.txt
+passed=$(grep -c '^PASSED' build/molecule/summary.txt)
+failed=$(grep -c '^FAILED' build/molecule/summary.txt)
+echo "molecule: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -eq ${#scenarios[@]} ]
