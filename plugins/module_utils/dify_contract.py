@@ -134,50 +134,51 @@ def _need(ctx, path):
 
 
 def redis_env(ctx, for_daemon=False):
-    """REDIS_* and CELERY_* for a sentinel or a single Redis."""
+    """REDIS_* and CELERY_* for a sentinel or a single Redis.
+
+    ``ctx['redis_env']`` (what the difyops.fleet.dify_redis_env filter renders)
+    is used as is when given; otherwise it is built from ``ctx['redis']``.
+    """
+    if ctx.get("redis_env"):
+        env = {k: _s(v) for k, v in ctx["redis_env"].items()}
+    else:
+        env = _build_redis_env(ctx)
+    if for_daemon:
+        env = {k: v for k, v in env.items() if not k.startswith("CELERY_") and k != "BROKER_USE_SSL"}
+    return env
+
+
+def _build_redis_env(ctx):
+    from urllib.parse import quote
     r = ctx.get("redis") or {}
     secrets = ctx.get("secrets") or {}
     password = secrets.get("redis_password", "")
     sentinel_password = secrets.get("redis_sentinel_password", "")
-    env = {"REDIS_PASSWORD": password, "REDIS_DB": _s(r.get("db", 0))}
+    auth = ":%s@" % quote(password, safe="") if password else ""
+    env = {"REDIS_PASSWORD": password, "REDIS_DB": _s(r.get("db", 0)), "CELERY_BACKEND": "redis"}
     sentinels = r.get("sentinels") or []
     broker_db = r.get("broker_db", 1)
     if sentinels:
-        master = r.get("master_name") or "mymaster"
+        master = r.get("master_name") or "dify-master"
+        timeout = _s(r.get("sentinel_socket_timeout", 0.1))
         env.update({
             "REDIS_USE_SENTINEL": "true",
             "REDIS_SENTINELS": ",".join(sentinels),
             "REDIS_SENTINEL_SERVICE_NAME": master,
             "REDIS_SENTINEL_PASSWORD": sentinel_password,
-            "REDIS_SENTINEL_SOCKET_TIMEOUT": _s(r.get("sentinel_socket_timeout", 0.1)),
+            "REDIS_SENTINEL_SOCKET_TIMEOUT": timeout,
+            "CELERY_BROKER_URL": ";".join("sentinel://%s%s/%s" % (auth, s, broker_db) for s in sentinels),
+            "CELERY_USE_SENTINEL": "true",
+            "CELERY_SENTINEL_MASTER_NAME": master,
+            "CELERY_SENTINEL_PASSWORD": sentinel_password,
+            "CELERY_SENTINEL_SOCKET_TIMEOUT": timeout,
         })
-        if not for_daemon:
-            from urllib.parse import quote
-            auth = ":%s@" % quote(password, safe="") if password else ""
-            env.update({
-                "CELERY_BACKEND": "redis",
-                "CELERY_BROKER_URL": ";".join("sentinel://%s%s/%s" % (auth, s, broker_db) for s in sentinels),
-                "CELERY_USE_SENTINEL": "true",
-                "CELERY_SENTINEL_MASTER_NAME": master,
-                "CELERY_SENTINEL_PASSWORD": sentinel_password,
-                "CELERY_SENTINEL_SOCKET_TIMEOUT": _s(r.get("sentinel_socket_timeout", 0.1)),
-            })
     else:
         host = _need(ctx, "redis.host")
         port = r.get("port", 6379)
-        env.update({"REDIS_USE_SENTINEL": "false", "REDIS_HOST": host, "REDIS_PORT": _s(port)})
-        if not for_daemon:
-            from urllib.parse import quote
-            auth = ":%s@" % quote(password, safe="") if password else ""
-            env.update({"CELERY_BACKEND": "redis", "CELERY_USE_SENTINEL": "false",
-                        "CELERY_BROKER_URL": "redis://%s%s:%s/%s" % (auth, host, port, broker_db)})
-    if for_daemon:
-        env.pop("REDIS_SENTINEL_SOCKET_TIMEOUT", None)
-    env.update(ctx.get("redis_env") or {})
-    if for_daemon:
-        for name in list(env):
-            if name.startswith("CELERY_"):
-                env.pop(name)
+        env.update({"REDIS_USE_SENTINEL": "false", "REDIS_HOST": host, "REDIS_PORT": _s(port),
+                    "CELERY_USE_SENTINEL": "false",
+                    "CELERY_BROKER_URL": "redis://%s%s:%s/%s" % (auth, host, port, broker_db)})
     return env
 
 

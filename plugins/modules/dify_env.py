@@ -126,6 +126,11 @@ image_family:
   description: Which image reads this env (api for api, worker, beat and migration).
   returned: always
   type: str
+images:
+  description: The images the contract pins for O(version), by image family (api, web, sandbox, plugin_daemon).
+  returned: always
+  type: dict
+  sample: {api: "langgenius/dify-api:1.13.3", sandbox: "langgenius/dify-sandbox:0.2.14"}
 """
 
 import os
@@ -136,6 +141,7 @@ from ansible.module_utils.common.text.converters import to_bytes, to_text
 
 from ansible_collections.difyops.fleet.plugins.module_utils.dify_contract import (
     SERVICES,
+    VERSIONS,
     ContractError,
     build_all,
     family,
@@ -178,7 +184,8 @@ def main():
         module.fail_json(msg="Dify env contract (%s) refused: %s" % (p["version"], "; ".join(errors)),
                          errors=errors)
     env = envs[service]
-    result = dict(changed=False, env=masked(env), image_family=family(service))
+    result = dict(changed=False, env=masked(env), image_family=family(service),
+                  images=dict(VERSIONS[p["version"]]["images"]))
     if p["validate_only"]:
         module.exit_json(**result)
 

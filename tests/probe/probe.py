@@ -34,7 +34,22 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ENV = os.environ
-MODE = ENV.get("MODE", "api")
+
+
+def infer_mode():
+    """Dify's api image reads MODE; the other images are told apart by their own variables."""
+    if ENV.get("MODE"):
+        return ENV["MODE"]
+    if "SERVER_KEY" in ENV:
+        return "plugin_daemon"
+    if "API_KEY" in ENV and "SANDBOX_PORT" in ENV:
+        return "sandbox"
+    if "NEXT_TELEMETRY_DISABLED" in ENV:
+        return "web"
+    return "api"
+
+
+MODE = infer_mode()
 HOST = socket.gethostname()
 REPORT = {"mode": MODE, "host": HOST, "checks": {}, "rounds": 0}
 LOCK = threading.Lock()

@@ -85,7 +85,8 @@ def test_direct_redis_without_sentinels():
 
 def test_redis_env_from_redis_contract_wins():
     env = dc.build_all(ctx(redis_env={"REDIS_SENTINEL_SERVICE_NAME": "other",
-                                      "CELERY_SENTINEL_MASTER_NAME": "other"}))
+                                      "CELERY_SENTINEL_MASTER_NAME": "other", "REDIS_USE_SENTINEL": "true",
+                                      "REDIS_SENTINELS": "10.0.0.21:26379", "REDIS_PASSWORD": "x" * 20}))
     assert env["api"]["REDIS_SENTINEL_SERVICE_NAME"] == "other"
     assert "CELERY_SENTINEL_MASTER_NAME" not in env["plugin_daemon"]
 
@@ -193,3 +194,15 @@ def test_names_of_every_release_cover_what_is_built():
     for version in dc.VERSIONS:
         envs = dc.build_all(ctx())
         assert dc.validate_all(envs, version) == []
+
+
+def test_env_from_the_redis_contract_filter_validates():
+    from ansible_collections.difyops.fleet.plugins.filter.redis import FilterModule
+    render = FilterModule().filters()["dify_redis_env"]
+    redis = render(["10.0.0.21", "10.0.0.22", "10.0.0.23"], password=SECRETS["redis_password"],
+                   sentinel_password=SECRETS["redis_sentinel_password"])
+    envs = dc.build_all(ctx(redis_env=redis))
+    assert dc.validate_all(envs) == []
+    assert envs["worker"]["CELERY_BROKER_URL"] == redis["CELERY_BROKER_URL"]
+    assert "CELERY_BROKER_URL" not in envs["plugin_daemon"]
+    assert envs["plugin_daemon"]["REDIS_SENTINELS"] == "10.0.0.21:26379,10.0.0.22:26379,10.0.0.23:26379"
