@@ -1,0 +1,166 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: difyops.fleet contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: fleet_plan
+short_description: Size every service of a Dify fleet from host facts and the inventory
+version_added: "0.1.0"
+author: difyops.fleet contributors
+description:
+  - Computes the capacity plan of the fleet in one pass on the controller - per host the PostgreSQL
+    settings (PGTune method), Redis maxmemory and policy, gunicorn workers, Celery concurrency and
+    autoscale, SQLAlchemy pool size and overflow; fleet-wide the PostgreSQL C(max_connections) from the
+    connection budget, the Sentinel quorum, the beat host.
+  - Refuses a fleet that cannot work, before any host is changed, with one message per broken rule naming
+    the variable, the numbers and the fix - not exactly one host in C(dify_beat); an even number of
+    Sentinels or fewer than 3 when high availability is asked for (C(difyops_ha), default on when
+    C(dify_redis) has 2 hosts or more); a connection budget above C(postgresql_max_connections); a
+    PostgreSQL host that cannot hold C(max_connections) busy connections in its memory; memory
+    over-committed on a host; a host without memory facts; a bad number in an override.
+  - Memory of a host that runs several services - the OS keeps 512 MiB, each light service a fixed
+    budget (sentinel 64, beat 512, web 512, sandbox 512, plugin_daemon 1024, ssrf_proxy 128, edge 128 MiB),
+    and the rest is split among the heavy tiers present by weight (postgresql 4, redis 2, api 3,
+    worker 3; per host C(difyops_memory_weights)). A host with one service gives it all its RAM.
+  - Host variables (group_vars/host_vars) override computed values; O(overrides) gives fleet-wide values
+    for hosts that do not set them. Variables read - C(difyops_memory_mb), C(difyops_cpus),
+    C(difyops_memory_weights), C(difyops_ha), C(postgresql_max_connections), C(postgresql_version),
+    C(postgresql_tune_profile), C(postgresql_tune_storage), C(redis_maxmemory), C(redis_maxmemory_fraction),
+    C(dify_gunicorn_workers), C(dify_gunicorn_worker_connections), C(dify_api_worker_mb),
+    C(dify_celery_concurrency), C(dify_celery_pool), C(dify_celery_task_mb), C(dify_celery_process_mb),
+    C(dify_sqlalchemy_pool_size), C(dify_sqlalchemy_max_overflow), C(dify_vector_store),
+    C(dify_pgvector_max_connection), C(dify_plugin_daemon_db_max_open_conns), C(difyops_pg_admin_connections),
+    C(difyops_pg_superuser_reserved_connections).
+  - Writes an optional Markdown capacity report on the controller (a table per host - RAM, CPUs, each
+    computed value and why). Check mode reports whether the report would change; diff mode shows how.
+  - The action plugin of the same name runs everything on the controller and, when O(hostvars) is
+    omitted, reads only the facts and variables above from C(hostvars), so a 1000-host plan takes well
+    under a second of controller CPU.
+  - Returns the plan as C(plan) and sets it as the fact C(difyops_plan) (on every host of the play when
+    the task is C(run_once)).
+options:
+  groups:
+    description:
+      - Inventory groups, group name to list of host names. Defaults to C(groups) in the action plugin.
+    type: dict
+  hostvars:
+    description:
+      - Host name to that host's facts and variables (C(ansible_memtotal_mb), C(ansible_processor_vcpus)
+        or C(ansible_facts), plus any override variable). Defaults to the play's C(hostvars).
+    type: dict
+  overrides:
+    description:
+      - Fleet-wide values of the override variables, used for hosts that do not set them.
+    type: dict
+    default: {}
+  report_path:
+    description:
+      - Path on the controller of the Markdown capacity report to write. No report when omitted.
+    type: path
+  report_title:
+    description:
+      - First heading of the report.
+    type: str
+    default: Dify fleet capacity plan
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+notes:
+  - Gather facts on every host of the fleet groups first (or set C(difyops_memory_mb) and C(difyops_cpus)).
+seealso:
+  - plugin: difyops.fleet.pg_tune
+    plugin_type: filter
+  - plugin: difyops.fleet.connection_budget
+    plugin_type: filter
+"""
+
+EXAMPLES = r"""
+- name: Plan the fleet's capacity and write the report
+  difyops.fleet.fleet_plan:
+    report_path: "{{ playbook_dir }}/../capacity-report.md"
+  run_once: true
+  delegate_to: localhost
+
+- name: Plan for a fleet that has no facts yet, with explicit numbers
+  difyops.fleet.fleet_plan:
+    groups:
+      dify_postgres: [pg1]
+      dify_redis: [r1]
+      dify_api: [app1]
+      dify_worker: [app1]
+      dify_beat: [app1]
+    hostvars:
+      pg1: {difyops_memory_mb: 16384, difyops_cpus: 4}
+      r1: {difyops_memory_mb: 4096, difyops_cpus: 2}
+      app1: {difyops_memory_mb: 16384, difyops_cpus: 8}
+    overrides:
+      dify_sqlalchemy_pool_size: 12
+  run_once: true
+  delegate_to: localhost
+  register: capacity
+"""
+
+RETURN = r"""
+plan:
+  description:
+    - The capacity plan, also set as the fact C(difyops_plan).
+    - "C(fleet) - C(max_connections), C(connection_budget) (see the connection_budget filter), C(sentinel_quorum),
+      C(sentinel_count), C(beat_host), C(postgres_primary), C(redis_master), C(sqlalchemy_pool_size),
+      C(sqlalchemy_max_overflow) (largest per host), C(vector_store), C(pgvector_max_connection),
+      C(plugin_daemon_db_max_open_conns), C(host_count)."
+    - "C(hosts) - per inventory host C(tiers), C(memory_mb), C(cpus), C(memory_split) (MiB per service),
+      C(memory_committed_mb), C(why) (one sentence per computed value), and for the tiers it runs
+      C(postgresql) (settings dict), C(postgresql_role), C(postgresql_memory_need_mb); C(redis_maxmemory)
+      (bytes), C(redis_maxmemory_human), C(redis_maxmemory_policy); C(gunicorn_workers);
+      C(celery_concurrency), C(celery_autoscale) ([min, max]), C(celery_pool); C(sqlalchemy_pool_size),
+      C(sqlalchemy_max_overflow), C(db_processes), C(db_connections); C(plugin_daemon_db_max_open_conns)."
+  returned: success
+  type: dict
+report_path:
+  description: Path of the capacity report.
+  returned: when O(report_path) is set
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.difyops.fleet.plugins.module_utils.capacity_plan import (
+    PlanError,
+    run,
+)
+
+ARGUMENT_SPEC = dict(
+    groups=dict(type="dict"),
+    hostvars=dict(type="dict"),
+    overrides=dict(type="dict", default={}),
+    report_path=dict(type="path"),
+    report_title=dict(type="str", default="Dify fleet capacity plan"),
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    p = module.params
+    if p["groups"] is None or p["hostvars"] is None:
+        module.fail_json(msg="fleet_plan needs groups and hostvars when it runs as a module; "
+                             "pass groups: \"{{ groups }}\" and the hosts' facts in hostvars")
+    try:
+        result = run(p["groups"], p["hostvars"], p["overrides"], p["report_path"], p["report_title"],
+                     check_mode=module.check_mode, diff_mode=module._diff)
+    except PlanError as exc:
+        module.fail_json(msg="fleet_plan refused the fleet: " + " | ".join(exc.errors), errors=exc.errors)
+    except (IOError, OSError) as exc:
+        module.fail_json(msg="fleet_plan could not write the report %s: %s; check report_path"
+                             % (p["report_path"], exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
