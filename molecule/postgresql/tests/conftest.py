@@ -1,0 +1,52 @@
+"""Helpers shared by the PostgreSQL scenarios: other hosts of the scenario."""
+
+import json
+import os
+import sys
+
+import pytest
+import testinfra
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+sys.path.insert(0, os.path.join(TOP, ".collections"))
+
+SECRETS = {
+    "db_password": "molecule-db-password-0123456789",
+    "db_replication_password": "molecule-repl-password-0123456789",
+}
+
+
+def lab_host(name):
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
+
+
+def address(host):
+    """The host's default IPv4 address, as the role's host_address filter sees it."""
+    out = host.run("ip -4 -json route get 1.1.1.1").stdout
+    return json.loads(out)[0]["prefsrc"]
+
+
+def psql(host, sql, db="postgres", user="postgres"):
+    cmd = host.run("runuser -u %s -- psql -XAtq -d %s -c %s", user, db, sql)
+    assert cmd.rc == 0, cmd.stderr
+    return cmd.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def secrets():
+    return SECRETS
+
+
+def run_playbook(name, *extra):
+    """Run one of the collection's playbooks against the scenario's inventory."""
+    import subprocess
+
+    res = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         os.path.join(TOP, "playbooks", name), *extra],
+        cwd=TOP, capture_output=True, text=True,
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": os.path.join(TOP, ".collections")},
+        check=False)
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
+    return res.stdout
