@@ -1,0 +1,129 @@
+"""What the SSRF proxy does for real clients: requests through squid from lab hosts."""
+
+import os
+
+import pytest
+import testinfra
+
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+
+
+def _spec(name):
+    return "ansible://%s?ansible_inventory=%s" % (name, INVENTORY)
+
+
+# Requests are made from the api host (a fleet client) unless said otherwise.
+testinfra_hosts = [_spec("mol-ssrf_proxy-api")]
+
+
+@pytest.fixture(scope="module")
+def lab():
+    hosts = {role: testinfra.get_host(_spec("mol-ssrf_proxy-" + role)) for role in ("proxy", "api", "sandbox")}
+    addr = {role: h.check_output("hostname -I").split()[0] for role, h in hosts.items()}
+    return hosts, addr
+
+
+def fetch(host, proxy, url, extra=""):
+    """(status, body, headers) of `url` fetched through `proxy` from `host`."""
+    cmd = host.run(
+        "curl -sS --max-time 20 -D /tmp/h -o /tmp/b -w '%%{http_code}' -x http://%s:3128 %s '%s'; echo; cat /tmp/h; echo ==BODY==; cat /tmp/b"
+        % (proxy, extra, url)
+    )
+    status, _, rest = cmd.stdout.partition("\n")
+    headers, _, body = rest.partition("==BODY==\n")
+    return status.strip(), body, headers
+
+
+def assert_refused(result):
+    status, body, headers = result
+    assert status == "403", result
+    assert "X-Squid-Error: ERR_ACCESS_DENIED" in headers, result
+
+
+def test_public_destination_is_served(host, lab):
+    _, addr = lab
+    status, body, headers = fetch(host, addr["proxy"], "http://deb.debian.org/debian/dists/trixie/Release")
+    assert status == "200", (status, headers)
+    assert "Codename: trixie" in body
+
+
+def test_private_listener_of_another_host_is_refused(host, lab):
+    _, addr = lab
+    # The listener is up and reachable without the proxy ...
+    direct = host.run("curl -sS --max-time 10 http://%s:8080/" % addr["proxy"])
+    assert direct.stdout.strip() == "fixture:mol-ssrf_proxy-proxy"
+    # ... but the proxy refuses to fetch it.
+    assert_refused(fetch(host, addr["proxy"], "http://%s:8080/" % addr["proxy"]))
+
+
+def test_loopback_and_metadata_are_refused(host, lab):
+    _, addr = lab
+    assert_refused(fetch(host, addr["proxy"], "http://127.0.0.1:8080/"))
+    assert_refused(fetch(host, addr["proxy"], "http://localhost:8080/"))
+    assert_refused(fetch(host, addr["proxy"], "http://169.254.169.254/latest/meta-data/"))
+
+
+def test_allow_listed_private_ip_is_served(host, lab):
+    _, addr = lab
+    status, body, _ = fetch(host, addr["proxy"], "http://%s:8080/" % addr["sandbox"])
+    assert status == "200"
+    assert body.strip() == "fixture:mol-ssrf_proxy-sandbox"
+
+
+def test_allow_listed_private_domain_is_served_but_not_its_address(host, lab):
+    _, addr = lab
+    status, body, _ = fetch(host, addr["proxy"], "http://internal-api.lab:8080/")
+    assert status == "200"
+    assert body.strip() == "fixture:mol-ssrf_proxy-api"
+    assert_refused(fetch(host, addr["proxy"], "http://%s:8080/" % addr["api"]))
+
+
+def test_connect_only_to_443(host, lab):
+    _, addr = lab
+    # A tunnel to a non-443 port of an allowed destination: refused by squid.
+    refused = host.run(
+        "curl -s -o /dev/null --max-time 20 -w '%%{http_connect}' -p -x http://%s:3128 http://%s:8080/"
+        % (addr["proxy"], addr["sandbox"])
+    )
+    assert refused.stdout.strip() == "403"
+    # The same destination on 443 passes the rules: squid tries to connect
+    # (nothing listens there, so it reports a connect failure, not a denial).
+    tried = host.run(
+        "curl -s -o /dev/null --max-time 40 -w '%%{http_connect}' -p -x http://%s:3128 https://%s:443/"
+        % (addr["proxy"], addr["sandbox"])
+    )
+    assert tried.stdout.strip() in ("503", "502"), tried.stdout
+
+
+def test_reverse_proxy_reaches_the_sandbox(host, lab):
+    _, addr = lab
+    out = host.check_output("curl -sS --max-time 20 http://%s:8194/health" % addr["proxy"])
+    assert out.strip() == "sandbox-fixture:mol-ssrf_proxy-sandbox"
+    # Whatever Host it is given, the reverse port only ever talks to the sandbox.
+    out = host.check_output(
+        "curl -sS --max-time 20 -H 'Host: 169.254.169.254' http://%s:8194/health" % addr["proxy"]
+    )
+    assert out.strip() == "sandbox-fixture:mol-ssrf_proxy-sandbox"
+
+
+def test_host_outside_the_fleet_is_refused(lab):
+    hosts, addr = lab
+    outsider = hosts["proxy"]  # not in dify_api/worker/sandbox/plugin_daemon; not via loopback
+    assert_refused(fetch(outsider, addr["proxy"], "http://deb.debian.org/debian/dists/trixie/Release"))
+    assert_refused(fetch(outsider, addr["proxy"], "http://%s:8080/" % addr["sandbox"]))
+    status = outsider.check_output(
+        "curl -s -o /dev/null --max-time 20 -w '%%{http_code}' http://%s:8194/health" % addr["proxy"]
+    )
+    assert status == "403"
+
+
+def test_squid_runs_the_managed_config(lab):
+    hosts, _ = lab
+    proxy = hosts["proxy"]
+    assert proxy.service("squid").is_running
+    assert proxy.service("squid").is_enabled
+    conf = proxy.file("/etc/squid/squid.conf")
+    assert conf.contains("difyops.fleet.ssrf_proxy")
+    assert proxy.run("squid -k parse -f /etc/squid/squid.conf").rc == 0
+    sockets = proxy.check_output("ss -Htln")
+    assert ":3128 " in sockets and ":8194 " in sockets

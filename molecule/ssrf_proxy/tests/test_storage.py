@@ -1,0 +1,122 @@
+"""Dify's file storage on the api/worker host: uid 1001 writes and reads, others cannot."""
+
+import os
+import subprocess
+import textwrap
+
+INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
+testinfra_hosts = ["ansible://mol-ssrf_proxy-api?ansible_inventory=%s" % INVENTORY]
+
+
+def test_storage_directory_belongs_to_dify_uid(host):
+    d = host.file("/var/lib/dify/storage")
+    assert d.is_directory
+    assert d.uid == 1001 and d.gid == 1001
+    assert d.mode == 0o750
+    p = host.file("/var/lib/dify/plugin_daemon")
+    assert not p.exists  # this host is not a plugin daemon host
+
+
+def test_uid_1001_writes_and_reads(host):
+    write = host.run(
+        "setpriv --reuid=1001 --regid=1001 --clear-groups sh -c "
+        "'echo stored-$$ > /var/lib/dify/storage/probe.txt && cat /var/lib/dify/storage/probe.txt'"
+    )
+    assert write.rc == 0, write.stderr
+    assert write.stdout.startswith("stored-")
+    assert host.file("/var/lib/dify/storage/probe.txt").uid == 1001
+    other = host.run(
+        "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'echo x > /var/lib/dify/storage/other.txt'"
+    )
+    assert other.rc != 0
+    host.run("rm -f /var/lib/dify/storage/probe.txt")
+
+
+def _run_validate(tmp_path, extra_vars):
+    play = tmp_path / "validate.yml"
+    play.write_text(textwrap.dedent("""\
+        - hosts: localhost
+          connection: local
+          gather_facts: false
+          vars:
+            ansible_python_interpreter: "{{ ansible_playbook_python }}"
+          tasks:
+            - ansible.builtin.include_role:
+                name: difyops.fleet.storage
+                tasks_from: validate.yml
+        """))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
+    return subprocess.run(
+        ["ansible-playbook", "-i", "localhost,", str(play), "-e", extra_vars],
+        capture_output=True, text=True, env=env, check=False,
+    )
+
+
+def test_local_storage_on_two_app_hosts_is_refused(tmp_path):
+    res = _run_validate(tmp_path, '{"storage_hosts": ["api1", "api2"]}')
+    assert res.returncode != 0
+    assert "storage_backend=local but 2 api/worker hosts" in res.stdout
+    ok = _run_validate(tmp_path, '{"storage_hosts": ["api1", "api2"], "storage_backend": "nfs", '
+                                 '"storage_nfs_src": "nfs1:/export/dify"}')
+    assert ok.returncode == 0, ok.stdout
+
+
+def test_s3_without_credentials_is_refused(tmp_path):
+    res = _run_validate(tmp_path, '{"storage_backend": "s3", "storage_s3_bucket": "b"}')
+    assert res.returncode != 0
+    assert "storage_s3_access_key" in res.stdout
+    iam = _run_validate(tmp_path, '{"storage_backend": "s3", "storage_s3_bucket": "b", '
+                                  '"storage_s3_use_iam_role": true, "storage_s3_interface": "s3"}')
+    assert iam.returncode == 0, iam.stdout
+
+
+def _render_env(tmp_path, extra_vars):
+    play = tmp_path / "env.yml"
+    play.write_text(textwrap.dedent("""\
+        - hosts: localhost
+          connection: local
+          gather_facts: false
+          vars:
+            ansible_python_interpreter: "{{ ansible_playbook_python }}"
+            storage_hosts: []
+            storage_plugin_hosts: []
+          roles:
+            - difyops.fleet.storage
+          post_tasks:
+            - ansible.builtin.copy:
+                dest: "{{ out }}"
+                content: "{{ {'dify': storage_dify_env, 'plugin': storage_plugin_env,
+                              'path': storage_host_path} | to_json }}"
+                mode: "0600"
+        """))
+    out = tmp_path / "env.json"
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
+    res = subprocess.run(
+        ["ansible-playbook", "-i", "localhost,", str(play), "-e", extra_vars, "-e", "out=%s" % out],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    assert res.returncode == 0, res.stdout
+    import json
+    return json.loads(out.read_text())
+
+
+def test_env_for_local_and_s3(tmp_path):
+    local = _render_env(tmp_path, "{}")
+    assert local["dify"] == {"STORAGE_TYPE": "opendal", "OPENDAL_SCHEME": "fs", "OPENDAL_FS_ROOT": "storage"}
+    assert local["plugin"] == {"PLUGIN_STORAGE_TYPE": "local", "PLUGIN_STORAGE_LOCAL_ROOT": "/app/storage"}
+    assert local["path"] == "/var/lib/dify/storage"
+    s3 = _render_env(tmp_path, '{"storage_backend": "s3", "storage_s3_bucket": "dify-files", '
+                               '"storage_s3_endpoint": "https://minio.internal:9000", '
+                               '"storage_s3_access_key": "AKIAEXAMPLE", "storage_s3_secret_key": "s3cr3tvalue1234567890", '
+                               '"storage_s3_path_style": true}')
+    assert s3["path"] == ""
+    assert s3["dify"]["STORAGE_TYPE"] == "opendal" and s3["dify"]["OPENDAL_SCHEME"] == "s3"
+    assert s3["dify"]["OPENDAL_S3_BUCKET"] == "dify-files"
+    assert s3["dify"]["OPENDAL_S3_ENDPOINT"] == "https://minio.internal:9000"
+    assert s3["dify"]["OPENDAL_S3_SECRET_ACCESS_KEY"] == "s3cr3tvalue1234567890"
+    assert s3["plugin"]["PLUGIN_STORAGE_TYPE"] == "aws_s3"
+    assert s3["plugin"]["PLUGIN_S3_USE_PATH_STYLE"] == "true"
+    iam = _render_env(tmp_path, '{"storage_backend": "s3", "storage_s3_bucket": "dify-files", '
+                                '"storage_s3_interface": "s3", "storage_s3_use_iam_role": true}')
+    assert iam["dify"]["STORAGE_TYPE"] == "s3" and iam["dify"]["S3_USE_AWS_MANAGED_IAM"] == "true"
+    assert "S3_SECRET_KEY" not in iam["dify"] and "PLUGIN_AWS_SECRET_KEY" not in iam["plugin"]
