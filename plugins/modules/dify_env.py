@@ -145,12 +145,24 @@ from ansible_collections.difyops.fleet.plugins.module_utils.dify_contract import
     ContractError,
     build_all,
     family,
+    is_secret,
     masked,
     masked_diff_text,
     parse,
     render,
     validate_all,
 )
+
+
+def _scrub(module, value, name=""):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _scrub(module, item, str(key))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _scrub(module, item, name)
+    elif name and is_secret(name) and value not in (None, "") and len(str(value)) > 3:
+        module.no_log_values.add(str(value))
 
 
 def main():
@@ -173,6 +185,10 @@ def main():
     )
     p = module.params
     service = p["service"]
+    # Secret-named values that arrive in the context (e.g. REDIS_PASSWORD and the
+    # broker URL in redis_env) are scrubbed from every output like no_log ones.
+    _scrub(module, p["context"])
+    _scrub(module, p["extra_env"])
     ctx = dict(p["context"])
     ctx["secrets"] = p["secrets"]
     try:
@@ -215,7 +231,7 @@ def main():
             os.close(fd)
         module.atomic_move(tmp, dest)
     file_args = dict(path=dest, owner=p["owner"], group=p["group"], mode=p["mode"],
-                     seuser=None, serole=None, selevel=None, setype=None, attributes=None)
+                     secontext=[None, None, None], attributes=None)
     if os.path.exists(dest):
         changed = module.set_fs_attributes_if_different(file_args, changed)
     result["changed"] = changed

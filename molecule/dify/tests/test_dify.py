@@ -1,0 +1,133 @@
+"""What the app tier proves on the lab hosts, through the contract probe.
+
+The probe runs in place of Dify's images with the env files the role wrote and
+reports, from the app host, real connections: PostgreSQL with the pool size,
+pgvector, Redis and the Celery broker through Sentinel, storage, the sandbox
+and plugin daemon with the shared keys, and the SSRF proxy.
+"""
+
+import json
+import time
+
+import pytest
+import testinfra.utils.ansible_runner
+
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(__import__("os").environ["MOLECULE_INVENTORY_FILE"])
+APP = RUNNER.get_host("mol-dify-app")
+DATA = RUNNER.get_host("mol-dify-data")
+SERVICES = ["api", "worker", "beat", "web", "sandbox", "plugin_daemon"]
+EXPECTED_CHECKS = {
+    "api": {"db_pool", "pgvector", "redis_sentinel", "celery_broker", "storage", "sandbox", "plugin_daemon",
+            "ssrf_proxy", "migration_disabled"},
+    "worker": {"db_pool", "pgvector", "redis_sentinel", "celery_broker", "storage", "sandbox", "ssrf_proxy",
+               "migration_disabled"},
+    "beat": {"db_pool", "redis_sentinel", "celery_broker", "migration_disabled"},
+    "plugin_daemon": {"db_pool", "redis_sentinel", "storage", "inner_api"},
+    "sandbox": {"ssrf_proxy"},
+    "web": set(),
+}
+
+
+def report(mode):
+    """The probe's latest report; waits for a round where every check passed (up to 60 s)."""
+    data = None
+    for _ in range(30):
+        f = APP.file("/var/log/dify/probe-%s.json" % mode)
+        if f.exists:
+            data = json.loads(f.content_string)
+            if data.get("ok"):
+                return data
+        time.sleep(2)
+    return data
+
+
+@pytest.mark.parametrize("mode", SERVICES)
+def test_probe_checks_all_pass(mode):
+    data = report(mode)
+    assert data is not None, "no report from %s" % mode
+    assert set(data["checks"]) == EXPECTED_CHECKS[mode]
+    failed = {k: v for k, v in data["checks"].items() if not v["ok"]}
+    assert not failed, failed
+    assert data["ok"] is True
+
+
+def test_db_pool_opened_rendered_pool_size():
+    checks = report("api")["checks"]
+    assert checks["db_pool"]["detail"]["pool_size"] == 4
+    assert checks["db_pool"]["detail"]["connections_seen"] >= 4
+    assert checks["db_pool"]["detail"]["user"] == "dify"
+
+
+def test_broker_went_through_sentinel():
+    detail = report("worker")["checks"]["celery_broker"]["detail"]
+    assert detail["via"].startswith("sentinel") and detail["db"] == 1
+    assert report("api")["checks"]["redis_sentinel"]["detail"]["sentinel"] == "true"
+
+
+def test_ssrf_proxy_refuses_private_and_answers_allowed():
+    detail = report("api")["checks"]["ssrf_proxy"]["detail"]
+    assert detail["private_status"] == 403
+    assert detail["allowed_status"] == 200
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_container_running_healthy_and_restarting(service):
+    out = APP.check_output(
+        "docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}} "
+        "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.Memory}}' dify-%s" % service)
+    status, health, policy, memory = out.split()
+    assert status == "running"
+    assert health == "healthy"
+    assert policy == "unless-stopped"
+    assert int(memory) > 0
+
+
+@pytest.mark.parametrize("port", [5001, 3000, 8194, 5002])
+def test_health_answers_from_another_host(port):
+    addr = APP.ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]["ansible_default_ipv4"]["address"]
+    out = DATA.check_output("python3 -c \"import urllib.request;print(urllib.request.urlopen("
+                            "'http://%s:%d/health', timeout=5).status)\"" % (addr, port))
+    assert out.strip() == "200"
+
+
+@pytest.mark.parametrize("service", SERVICES + ["migration"])
+def test_env_file_mode_owner_and_contract(service):
+    f = APP.file("/etc/dify/%s.env" % service)
+    assert f.exists
+    assert f.mode == 0o640
+    assert f.user == "root"
+    assert f.gid == 1001
+    env = dict(line.split("=", 1) for line in f.content_string.splitlines() if line and not line.startswith("#"))
+    for value in env.values():
+        for compose in ("db_postgres", "//redis:", "//sandbox:", "//plugin_daemon:", "//api:", "ssrf_proxy:"):
+            assert compose not in value
+    if service in ("api", "worker", "beat"):
+        assert env["MIGRATION_ENABLED"] == "false"
+        assert env["LOG_OUTPUT_FORMAT"] == "json"
+    if service == "migration":
+        assert env["MIGRATION_ENABLED"] == "true" and env["MODE"] == "migration"
+
+
+def test_migration_ran_exactly_once():
+    count = DATA.check_output("runuser -u postgres -- psql -d dify -tAc 'SELECT count(*) FROM difyops_probe_migrations'")
+    assert count.strip() == "1"
+    assert APP.file("/var/lib/dify/state/migrated-version").content_string.strip() == "1.13.3"
+
+
+def test_storage_owned_by_dify_uid_and_written():
+    d = APP.file("/var/lib/dify/storage")
+    assert d.uid == 1001 and d.gid == 1001
+    assert APP.file("/var/lib/dify/storage/difyops-probe").is_directory
+
+
+def test_daemon_json_rotation_and_live_restore():
+    conf = json.loads(APP.file("/etc/docker/daemon.json").content_string)
+    assert conf["live-restore"] is True
+    assert conf["log-opts"]["max-size"] == "50m"
+    info = APP.check_output("docker info -f '{{.LoggingDriver}} {{.Driver}} {{.LiveRestoreEnabled}}'")
+    assert info.split() == ["local", "vfs", "true"]
+
+
+def test_images_came_from_the_archive():
+    assert APP.file("/var/lib/dify/images/difyops-probe.tar").exists
+    assert APP.check_output("docker image inspect -f '{{.Id}}' localhost/difyops-probe:lab").startswith("sha256:")
