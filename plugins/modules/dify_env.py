@@ -51,10 +51,9 @@ options:
     required: true
   secrets:
     description:
-      - The fleet's secrets (the O(secrets) keys of C(difyops_secrets)) used here
-        C(secret_key), C(db_password), C(redis_password), C(redis_sentinel_password),
+      - "The fleet's secrets (keys of C(difyops_secrets)) used here: C(secret_key), C(db_password), C(redis_password), C(redis_sentinel_password),
         C(sandbox_api_key), C(plugin_daemon_key), C(plugin_inner_api_key), and
-        optionally C(pgvector_password).
+        optionally C(pgvector_password)."
     type: dict
     required: true
   extra_env:
@@ -88,8 +87,10 @@ options:
     type: bool
     default: false
 notes:
-  - Run it with C(no_log) off but keep O(secrets) out of logs: the module declares
-    O(secrets) as C(no_log) and masks every secret it returns.
+  - O(secrets) is declared C(no_log), every secret-named value of O(context) and
+    O(extra_env) is scrubbed from the output, and every secret in the returned
+    environment and the diff is masked, so the task can run without C(no_log) and
+    still show its diff.
 """
 
 EXAMPLES = r"""
