@@ -11,6 +11,8 @@ are read from the play's hostvars.
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
+import time
+
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
@@ -38,8 +40,10 @@ class ActionModule(ActionBase):
         if groups is None:
             groups = task_vars.get("groups") or {}
         hostvars = args.get("hostvars")
+        started = time.process_time()
         if hostvars is None:
             hostvars = collect_host_inputs(groups, task_vars.get("hostvars") or {})
+        collected = time.process_time() - started
         try:
             out = run(groups, hostvars, args.get("overrides") or {}, args.get("report_path"),
                       args.get("report_title"), check_mode=self._task.check_mode,
@@ -51,5 +55,6 @@ class ActionModule(ActionBase):
         except (IOError, OSError) as exc:
             raise AnsibleActionFail("fleet_plan could not write the report %s: %s; check report_path"
                                     % (args.get("report_path"), to_text(exc)))
+        out["cpu_seconds"]["read_hostvars"] = round(collected, 4)
         result.update(out)
         return result

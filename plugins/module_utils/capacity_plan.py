@@ -741,10 +741,15 @@ def run(groups, hosts, overrides=None, report_path=None, report_title=None,
     Raises PlanError on a broken fleet rule; OSError when the report cannot
     be written.
     """
+    import time
+    started = time.process_time()
     plan = build_plan(groups, hosts, overrides)
-    result = {"changed": False, "plan": plan, "ansible_facts": {"difyops_plan": plan}}
+    planned = time.process_time()
+    result = {"changed": False, "plan": plan, "ansible_facts": {"difyops_plan": plan},
+              "cpu_seconds": {"plan": round(planned - started, 4)}}
     if report_path:
         report = render_report(plan, title=report_title or "Dify fleet capacity plan")
+        result["cpu_seconds"]["report"] = round(time.process_time() - planned, 4)
         before = read_text(report_path)
         result["report_path"] = report_path
         if before != report:

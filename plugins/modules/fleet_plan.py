@@ -123,6 +123,14 @@ plan:
       C(sqlalchemy_max_overflow), C(db_processes), C(db_connections); C(plugin_daemon_db_max_open_conns)."
   returned: success
   type: dict
+cpu_seconds:
+  description:
+    - Controller CPU time spent, in seconds - C(plan) (the computation), C(report) (rendering and writing,
+      when O(report_path) is set), C(read_hostvars) (reading facts and variables from the play's hostvars,
+      action plugin only).
+  returned: success
+  type: dict
+  sample: {plan: 0.05, report: 0.04, read_hostvars: 0.3}
 report_path:
   description: Path of the capacity report.
   returned: when O(report_path) is set
