@@ -430,7 +430,7 @@ def parse(text):
     for line in text.split("\n"):
         if not line.strip() or line.lstrip().startswith("#") or "=" not in line:
             continue
-        name, _, value = line.partition("=")
+        name, dummy, value = line.partition("=")
         env[name.strip()] = value
     return env
 

@@ -24,7 +24,7 @@ description:
   - Supports check mode and diff; every secret is masked in the diff and in the
     returned environment.
 version_added: "0.1.0"
-author: difyops.fleet contributors
+author: difyops.fleet contributors (@difyops)
 options:
   service:
     description: The service whose env file is written.

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: difyops.fleet contributors
 # Apache License 2.0
 """Dify contract probe (lab only).
@@ -113,7 +112,7 @@ def check_db_pool():
         size = int(ENV.get("SQLALCHEMY_POOL_SIZE", "1"))
     conns = []
     try:
-        for _ in range(size):
+        for dummy in range(size):
             conns.append(pg_connect())
         cur = conns[0].cursor()
         cur.execute("SELECT current_user, current_database(), "
@@ -153,7 +152,7 @@ def sentinel_hosts(spec):
     for part in spec.split(","):
         part = part.strip()
         if part:
-            h, _, p = part.rpartition(":")
+            h, dummy, p = part.rpartition(":")
             hosts.append((h.strip("[]"), int(p)))
     return hosts
 
@@ -248,10 +247,14 @@ def http(url, headers=None, proxy=None, timeout=10):
         return exc.code, exc.read(4096).decode("utf-8", "replace")
 
 
+def status_of(url, headers=None, proxy=None, timeout=10):
+    return http(url, headers=headers, proxy=proxy, timeout=timeout)[0]
+
+
 @check("sandbox")
 def check_sandbox():
     base = ENV["CODE_EXECUTION_ENDPOINT"].rstrip("/")
-    status, _ = http(base + "/health")
+    status = status_of(base + "/health")
     kstatus, body = http(base + "/v1/sandbox/dependencies",
                          headers={"X-Api-Key": ENV.get("CODE_EXECUTION_API_KEY", "")})
     return status == 200 and kstatus == 200, {"endpoint": base, "health": status, "key_accepted": kstatus}
@@ -260,8 +263,8 @@ def check_sandbox():
 @check("plugin_daemon")
 def check_plugin_daemon():
     base = ENV["PLUGIN_DAEMON_URL"].rstrip("/")
-    status, _ = http(base + "/health/check")
-    kstatus, _ = http(base + "/plugin/probe/management/list",
+    status = status_of(base + "/health/check")
+    kstatus = status_of(base + "/plugin/probe/management/list",
                       headers={"X-Api-Key": ENV.get("PLUGIN_DAEMON_KEY", "")})
     return status == 200 and kstatus == 200, {"endpoint": base, "health": status, "key_accepted": kstatus}
 
@@ -269,7 +272,7 @@ def check_plugin_daemon():
 @check("inner_api")
 def check_inner_api():
     base = ENV["DIFY_INNER_API_URL"].rstrip("/")
-    kstatus, _ = http(base + "/inner/api/ping", headers={"X-Inner-Api-Key": ENV.get("DIFY_INNER_API_KEY", "")})
+    kstatus = status_of(base + "/inner/api/ping", headers={"X-Inner-Api-Key": ENV.get("DIFY_INNER_API_KEY", "")})
     return kstatus == 200, {"endpoint": base, "key_accepted": kstatus}
 
 
@@ -278,14 +281,14 @@ def check_ssrf():
     proxy = ENV.get("SSRF_PROXY_HTTP_URL") or ENV.get("HTTP_PROXY")
     if not proxy:
         return False, "no SSRF proxy configured (SSRF_PROXY_HTTP_URL/HTTP_PROXY empty)"
-    private = ENV.get("PROBE_SSRF_PRIVATE_URL") or "http://%s:%s/" % (ENV.get("DB_HOST", "10.0.0.1"),
-                                                                         ENV.get("DB_PORT", "5432"))
-    denied, _ = http(private, proxy=proxy)
+    private = ENV.get("PROBE_SSRF_PRIVATE_URL") or "http://%s:%s/" % (
+        ENV.get("DB_HOST", "10.0.0.1"), ENV.get("DB_PORT", "5432"))
+    denied = status_of(private, proxy=proxy)
     detail = {"proxy": proxy, "private_target": private, "private_status": denied}
     ok = denied == 403
     allowed = ENV.get("PROBE_SSRF_ALLOWED_URL")
     if allowed:
-        astatus, _ = http(allowed, proxy=proxy)
+        astatus = status_of(allowed, proxy=proxy)
         detail.update({"allowed_target": allowed, "allowed_status": astatus})
         ok = ok and astatus == 200
     else:

@@ -31,7 +31,7 @@ EXPECTED_CHECKS = {
 def report(mode):
     """The probe's latest report; waits for a round where every check passed (up to 60 s)."""
     data = None
-    for _ in range(30):
+    for dummy in range(30):
         f = APP.file("/var/log/dify/probe-%s.json" % mode)
         if f.exists:
             data = json.loads(f.content_string)

@@ -38,7 +38,7 @@ def run(tmp_path, check=False, diff=True, **params):
     path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
     env = dict(os.environ, PYTHONPATH=_COLL)
     proc = subprocess.run([sys.executable, "-m", "ansible_collections.difyops.fleet.plugins.modules.dify_env",
-                           str(path)], capture_output=True, text=True, env=env, cwd=str(tmp_path))
+                           str(path)], capture_output=True, text=True, env=env, cwd=str(tmp_path), check=False)
     return json.loads(proc.stdout)
 
 
