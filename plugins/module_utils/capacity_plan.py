@@ -211,7 +211,7 @@ def build_plan(groups, hosts, overrides=None):
         mem_raw, explicit_mem = ctx.var(h, "difyops_memory_mb")
         if not _is_set(mem_raw):
             mem_raw = _fact(hv, "ansible_memtotal_mb", "memtotal_mb")
-        cpus_raw, _ = ctx.var(h, "difyops_cpus")
+        cpus_raw = ctx.var(h, "difyops_cpus")[0]
         if not _is_set(cpus_raw):
             cpus_raw = _fact(hv, "ansible_processor_vcpus", "processor_vcpus")
         if not _is_set(cpus_raw):
@@ -299,7 +299,7 @@ def build_plan(groups, hosts, overrides=None):
         if "redis" in tiers:
             share = split["redis"]
             value, explicit = ctx.var(h, "redis_maxmemory")
-            fraction, _ = ctx.number(h, "redis_maxmemory_fraction", maximum=0.9)
+            fraction = ctx.number(h, "redis_maxmemory_fraction", maximum=0.9)[0]
             if explicit:
                 try:
                     maxmemory = cap.parse_redis_bytes(value)
@@ -338,7 +338,7 @@ def build_plan(groups, hosts, overrides=None):
         # ---- api
         if "api" in tiers:
             share = split["api"]
-            per_worker, _ = ctx.number(h, "dify_api_worker_mb")
+            per_worker = ctx.number(h, "dify_api_worker_mb")[0]
             workers, explicit = ctx.number(h, "dify_gunicorn_workers", integer=True)
             if per_worker is not None:
                 if workers is None and not explicit:
@@ -363,12 +363,12 @@ def build_plan(groups, hosts, overrides=None):
         pool_kind = None
         if "worker" in tiers:
             share = split["worker"]
-            pool_kind, _ = ctx.var(h, "dify_celery_pool")
+            pool_kind = ctx.var(h, "dify_celery_pool")[0]
             if pool_kind not in cap.CELERY_POOLS:
                 ctx.errors.append("dify_celery_pool on %s must be gevent or prefork, got %r" % (h, pool_kind))
                 pool_kind = "gevent"
-            task_mb, _ = ctx.number(h, "dify_celery_task_mb")
-            proc_mb, _ = ctx.number(h, "dify_celery_process_mb")
+            task_mb = ctx.number(h, "dify_celery_task_mb")[0]
+            proc_mb = ctx.number(h, "dify_celery_process_mb")[0]
             conc, explicit = ctx.number(h, "dify_celery_concurrency", integer=True)
             if task_mb is not None and proc_mb is not None:
                 if conc is None and not explicit:
@@ -407,7 +407,7 @@ def build_plan(groups, hosts, overrides=None):
         # ---- SQLAlchemy pools of the app processes: one pool per process,
         # sized to the concurrency of that process (gevent greenlets).
         if set(tiers) & set(("api", "worker", "beat")):
-            conns, _ = ctx.number(h, "dify_gunicorn_worker_connections", integer=True)
+            conns = ctx.number(h, "dify_gunicorn_worker_connections", integer=True)[0]
             pool_o, pool_explicit = ctx.number(h, "dify_sqlalchemy_pool_size", integer=True)
             ovf_o, ovf_explicit = ctx.number(h, "dify_sqlalchemy_max_overflow", integer=True,
                                              allow_zero=True)
@@ -454,7 +454,7 @@ def build_plan(groups, hosts, overrides=None):
                     "api" if "api" in pools else "worker" if "worker" in pools else "beat")
 
         if "plugin_daemon" in tiers:
-            dmo, _ = ctx.number(h, "dify_plugin_daemon_db_max_open_conns", integer=True)
+            dmo = ctx.number(h, "dify_plugin_daemon_db_max_open_conns", integer=True)[0]
             if dmo is not None:
                 entry["plugin_daemon_db_max_open_conns"] = dmo
 
@@ -499,10 +499,10 @@ def build_plan(groups, hosts, overrides=None):
 
     # ---- connection budget
     primary = pg_hosts[0] if pg_hosts else None
-    vector_store, _ = ctx.var(primary, "dify_vector_store")
-    pgv_pool, _ = ctx.number(primary, "dify_pgvector_max_connection", integer=True)
-    admin, _ = ctx.number(primary, "difyops_pg_admin_connections", integer=True, allow_zero=True)
-    su, _ = ctx.number(primary, "difyops_pg_superuser_reserved_connections", integer=True, allow_zero=True)
+    vector_store = ctx.var(primary, "dify_vector_store")[0]
+    pgv_pool = ctx.number(primary, "dify_pgvector_max_connection", integer=True)[0]
+    admin = ctx.number(primary, "difyops_pg_admin_connections", integer=True, allow_zero=True)[0]
+    su = ctx.number(primary, "difyops_pg_superuser_reserved_connections", integer=True, allow_zero=True)[0]
     mc, mc_explicit = ctx.number(primary, "postgresql_max_connections", integer=True, minimum=10)
     dmo_all = [plan_hosts[h].get("plugin_daemon_db_max_open_conns") for h in plugin_hosts]
     dmo_all = [d for d in dmo_all if d is not None]
@@ -525,8 +525,8 @@ def build_plan(groups, hosts, overrides=None):
                    b["replication"], b["superuser_reserved"] + b["admin_reserved"],
                    budget["max_connections"], cap.budget_fix_message(budget)))
         # every PostgreSQL host (replicas need max_connections >= the primary's)
-        profile, _ = ctx.var(primary, "postgresql_tune_profile")
-        storage, _ = ctx.var(primary, "postgresql_tune_storage")
+        profile = ctx.var(primary, "postgresql_tune_profile")[0]
+        storage = ctx.var(primary, "postgresql_tune_storage")[0]
         for h in pg_hosts:
             entry = plan_hosts.get(h) or {}
             if "memory_split" not in entry:
@@ -539,7 +539,7 @@ def build_plan(groups, hosts, overrides=None):
                     "override or set it to %d" % (h, rmc, budget["max_connections"],
                                                   primary, budget["max_connections"]))
                 continue
-            version, _ = ctx.number(h, "postgresql_version", integer=True, minimum=cap.PG_MIN_VERSION)
+            version = ctx.number(h, "postgresql_version", integer=True, minimum=cap.PG_MIN_VERSION)[0]
             share = entry["memory_split"]["postgresql"]
             try:
                 settings = cap.pg_tune(entry["memory_mb"], entry["cpus"], profile=profile,

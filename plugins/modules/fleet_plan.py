@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 module: fleet_plan
 short_description: Size every service of a Dify fleet from host facts and the inventory
 version_added: "0.1.0"
-author: difyops.fleet contributors
+author: difyops.fleet maintainers (@difyops)
 description:
   - Computes the capacity plan of the fleet in one pass on the controller - per host the PostgreSQL
     settings (PGTune method), Redis maxmemory and policy, gunicorn workers, Celery concurrency and
@@ -69,8 +69,10 @@ options:
     default: Dify fleet capacity plan
 attributes:
   check_mode:
+    description: Computes and checks the plan; reports whether the report would change without writing it.
     support: full
   diff_mode:
+    description: Shows the report before and after.
     support: full
 notes:
   - Gather facts on every host of the fleet groups first (or set C(difyops_memory_mb) and C(difyops_cpus)).
