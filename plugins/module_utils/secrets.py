@@ -121,7 +121,7 @@ def generate(key, length=None):
     """A new random value for ``key`` (alphanumeric, from the OS CSPRNG)."""
     n = length or GENERATED_LENGTH.get(key, DEFAULT_GENERATED_LENGTH)
     while True:
-        value = "".join(_secrets.choice(_ALPHABET) for _ in range(n))
+        value = "".join(_secrets.choice(_ALPHABET) for dummy in range(n))
         # Dify's password rule wants a letter and a digit; apply it to all
         # keys, it costs nothing and keeps every value acceptable to it.
         if any(c.isdigit() for c in value) and any(c.isalpha() for c in value):

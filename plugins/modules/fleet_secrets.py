@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 module: fleet_secrets
 short_description: Generate, keep and check the secrets of a Dify fleet on the controller
 version_added: "0.1.0"
-author: difyops.fleet contributors
+author: difyops.fleet contributors (@difyops)
 description:
   - Loads the fleet's secrets file (C(secrets/<inventory>.yml), a YAML file
     holding one mapping C(difyops_secrets)), generates only the keys that are
@@ -67,8 +67,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Can run in check mode; missing keys are then generated in memory only.
   diff_mode:
     support: full
+    description: Shows the keys that change, never their values.
     details: The diff lists the keys with every value replaced by C(********), C(<generated>) or C(<rotated>).
 notes:
   - Generated values are 32 to 64 random letters and digits from the

@@ -77,7 +77,7 @@ def test_generated_values_are_accepted_and_url_safe(key):
 
 
 def test_generated_values_differ():
-    assert len({s.generate("secret_key") for _ in range(200)}) == 200
+    assert len({s.generate("secret_key") for dummy in range(200)}) == 200
 
 
 @settings(max_examples=50, deadline=None)

@@ -1,0 +1,117 @@
+"""playbooks/tiers/secrets.yml and playbooks/rotate-secrets.yml run for real on a local inventory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+import yaml
+
+_TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
+
+
+@pytest.fixture()
+def project(tmp_path):
+    inv = tmp_path / "inventories" / "prod"
+    inv.mkdir(parents=True)
+    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {
+        "dify_api": {"hosts": {"api1": None, "api2": None}},
+        "dify_postgres": {"hosts": {"pg1": None}},
+    }, "vars": {"ansible_connection": "local",
+                "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}))
+    (tmp_path / "ansible.cfg").write_text("[defaults]\ncollections_path = %s/.collections\n" % _TOP)
+    (tmp_path / "show.yml").write_text(
+        "- ansible.builtin.import_playbook: %s/playbooks/tiers/secrets.yml\n"
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.copy:\n"
+        "        dest: \"{{ out }}/{{ inventory_hostname }}.json\"\n"
+        "        content: \"{{ difyops_secrets | to_json }}\"\n"
+        "        mode: '0600'\n      delegate_to: localhost\n" % _TOP)
+    return tmp_path
+
+
+def play(project, *args):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(project / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    env.pop("ANSIBLE_COLLECTIONS_PATH", None)
+    return subprocess.run(["ansible-playbook", "-i", str(project / "inventories" / "prod")] + list(args),
+                          cwd=str(project), env=env, capture_output=True, text=True, check=False)
+
+
+def seen(project, out):
+    return {h: json.loads((out / ("%s.json" % h)).read_text()) for h in ("api1", "api2", "pg1")}
+
+
+def test_generate_once_share_everywhere_and_never_log(project):
+    out = project / "out1"
+    out.mkdir()
+    first = play(project, str(project / "show.yml"), "-e", "out=%s" % out)
+    assert first.returncode == 0, first.stdout + first.stderr
+    secrets_file = project / "secrets" / "prod.yml"  # next to ansible.cfg, named after the inventory
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    stored = yaml.safe_load(secrets_file.read_text())["difyops_secrets"]
+    values = seen(project, out)
+    assert values["api1"] == values["api2"] == values["pg1"] == stored
+    for value in stored.values():
+        assert value not in first.stdout and value not in first.stderr
+    out2 = project / "out2"
+    out2.mkdir()
+    second = play(project, str(project / "show.yml"), "-e", "out=%s" % out2)
+    assert second.returncode == 0
+    assert seen(project, out2)["api1"] == stored
+    assert yaml.safe_load(secrets_file.read_text())["difyops_secrets"] == stored
+
+
+def test_vault_file_is_read_and_left_encrypted(project):
+    out = project / "out"
+    out.mkdir()
+    assert play(project, str(project / "show.yml"), "-e", "out=%s" % out).returncode == 0
+    secrets_file = project / "secrets" / "prod.yml"
+    stored = yaml.safe_load(secrets_file.read_text())["difyops_secrets"]
+    (project / "vp").write_text("correct horse battery staple\n")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(project / "ansible.cfg"))
+    subprocess.run(["ansible-vault", "encrypt", "--vault-password-file", str(project / "vp"), str(secrets_file)],
+                   check=True, env=env, capture_output=True)
+    encrypted = secrets_file.read_bytes()
+    res = play(project, str(project / "show.yml"), "-e", "out=%s" % out, "--vault-password-file", str(project / "vp"))
+    assert res.returncode == 0, res.stdout
+    assert seen(project, out)["api2"] == stored
+    assert secrets_file.read_bytes() == encrypted
+    # A key missing from the encrypted file: refused, named, file untouched.
+    subprocess.run(["ansible-vault", "decrypt", "--vault-password-file", str(project / "vp"), str(secrets_file)],
+                   check=True, env=env, capture_output=True)
+    del stored["plugin_inner_api_key"]
+    secrets_file.write_text(yaml.safe_dump({"difyops_secrets": stored}))
+    subprocess.run(["ansible-vault", "encrypt", "--vault-password-file", str(project / "vp"), str(secrets_file)],
+                   check=True, env=env, capture_output=True)
+    encrypted = secrets_file.read_bytes()
+    res = play(project, str(project / "show.yml"), "-e", "out=%s" % out, "--vault-password-file", str(project / "vp"))
+    assert res.returncode != 0
+    assert "plugin_inner_api_key" in res.stdout + res.stderr
+    assert secrets_file.read_bytes() == encrypted
+
+
+def test_rotate_one_key_with_backup(project):
+    out = project / "out"
+    out.mkdir()
+    assert play(project, str(project / "show.yml"), "-e", "out=%s" % out).returncode == 0
+    secrets_file = project / "secrets" / "prod.yml"
+    before = yaml.safe_load(secrets_file.read_text())["difyops_secrets"]
+    res = play(project, os.path.join(_TOP, "playbooks", "rotate-secrets.yml"), "-e", '{"rotate": ["sandbox_api_key"]}')
+    assert res.returncode == 0, res.stdout
+    assert "--tags dify" in res.stdout
+    after = yaml.safe_load(secrets_file.read_text())["difyops_secrets"]
+    assert after["sandbox_api_key"] != before["sandbox_api_key"]
+    assert {k: v for k, v in after.items() if k != "sandbox_api_key"} == \
+        {k: v for k, v in before.items() if k != "sandbox_api_key"}
+    backups = list((project / "secrets").glob("prod.yml.*.bak"))
+    assert len(backups) == 1 and stat.S_IMODE(backups[0].stat().st_mode) == 0o600
+    assert yaml.safe_load(backups[0].read_text())["difyops_secrets"] == before
+    assert hashlib.sha256(after["sandbox_api_key"].encode()).hexdigest() not in res.stdout
+    assert after["sandbox_api_key"] not in res.stdout
+    refused = play(project, os.path.join(_TOP, "playbooks", "rotate-secrets.yml"),
+                   "-e", '{"rotate": ["pgbackrest_cipher_pass"]}')
+    assert refused.returncode != 0 and "cannot be rotated" in refused.stdout + refused.stderr
