@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: difyops.fleet contributors
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
@@ -23,7 +22,7 @@ def layout(n):
     counts = [("dify_postgres", "pg", 3), ("dify_redis", "redis", 3), ("dify_plugin_daemon", "daemon", 10),
               ("dify_ssrf_proxy", "proxy", 8), ("dify_edge", "edge", 6), ("dify_web", "web", 40),
               ("dify_sandbox", "sandbox", 30)]
-    fixed = sum(c for _, _, c in counts)
+    fixed = sum(entry[2] for entry in counts)
     api = max(1, (n - fixed) // 3)
     worker = max(1, n - fixed - api)
     counts += [("dify_api", "api", api), ("dify_worker", "worker", worker)]
@@ -38,8 +37,9 @@ def main():
     children = {}
     for group, prefix, count in layout(n):
         mem, cpus = sizes[prefix]
-        children[group] = {"hosts": dict(("%s%04d" % (prefix, i), {"difyops_memory_mb": mem, "difyops_cpus": cpus})
-                                          for i in range(1, count + 1))}
+        names = ["%s%04d" % (prefix, i) for i in range(1, count + 1)]
+        children[group] = {"hosts": dict((name, {"difyops_memory_mb": mem, "difyops_cpus": cpus})
+                                         for name in names)}
     children["dify_sentinel"] = {"hosts": dict((h, {}) for h in children["dify_redis"]["hosts"])}
     children["dify_beat"] = {"hosts": {"worker0001": {}}}
     inventory = {"all": {

@@ -363,7 +363,7 @@ def test_connection_budget_properties(hosts, daemons, mc):
            for i, (p, pool, ovf) in enumerate(hosts)]
     b = cap.connection_budget(app, plugin_daemons=daemons, max_connections=mc)
     expected = (sum(p * (pool + ovf) for p, pool, ovf in hosts) + daemons * 30
-                + sum(p for p, _, _ in hosts) * 5 + 3 + 10)
+                + sum(entry[0] for entry in hosts) * 5 + 3 + 10)
     assert b["required"] == expected
     assert b["fits"] == (expected <= b["max_connections"])
     if mc is None:
