@@ -96,7 +96,7 @@ def parse_replies(data):
     """Parse every complete reply in ``data`` (bytes); for tests and tooling."""
     chunks = [data]
 
-    def recv(_n):
+    def recv(dummy_n):
         return chunks.pop() if chunks else b""
 
     reader = _Reader(recv)

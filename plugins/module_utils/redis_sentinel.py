@@ -81,7 +81,7 @@ def majority_master(views):
     if not named:
         return None, True
     counts = Counter(named)
-    best, _ = sorted(counts.items(), key=lambda kv: (-kv[1], named.index(kv[0])))[0]
+    best = sorted(counts.items(), key=lambda kv: (-kv[1], named.index(kv[0])))[0][0]
     return best, len(counts) == 1
 
 

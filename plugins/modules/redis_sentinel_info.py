@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 module: redis_sentinel_info
 short_description: Report the current Redis master as the Sentinels see it
 version_added: "0.1.0"
-author: difyops.fleet contributors
+author: difyops.fleet contributors (@difyops)
 description:
   - Connects to every given Sentinel (RESP over a plain socket, no Python Redis
     client needed on the host) and asks C(SENTINEL GET-MASTER-ADDR-BY-NAME).
@@ -48,8 +48,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is no diff.
 """
 
 EXAMPLES = r"""

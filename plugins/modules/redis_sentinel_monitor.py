@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 module: redis_sentinel_monitor
 short_description: Make a running Redis Sentinel monitor a master with the given settings
 version_added: "0.1.0"
-author: difyops.fleet contributors
+author: difyops.fleet contributors (@difyops)
 description:
   - Sentinel rewrites its own configuration file at runtime (known replicas,
     other Sentinels, epochs, the current master after a failover). Templating
@@ -86,8 +86,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Reports what it would send to the Sentinel without sending it.
   diff_mode:
     support: full
+    description: Shows the managed settings before and after (credentials only by name).
 notes:
   - Credentials are never returned or shown in the diff.
 """
@@ -256,7 +258,7 @@ def main():
     module.exit_json(
         changed=changed,
         created=created,
-        changes=[k for k, _ in changes] + auth_changes,
+        changes=[option for option, dummy in changes] + auth_changes,
         master=master,
         settings=after if not module.check_mode else before,
         diff=dict(before=dict(before, monitored=not created),

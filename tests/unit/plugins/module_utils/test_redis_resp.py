@@ -59,7 +59,7 @@ class _OneShotServer(object):
         self.thread.start()
 
     def _serve(self):
-        conn, _ = self.sock.accept()
+        conn, dummy_addr = self.sock.accept()
         with conn:
             while self.replies:
                 data = conn.recv(65536)
