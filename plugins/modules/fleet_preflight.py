@@ -1,0 +1,138 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: difyops.fleet contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: fleet_preflight
+short_description: Check a whole Dify fleet's inventory before any host is changed
+version_added: "0.1.0"
+author: difyops.fleet contributors
+description:
+  - Checks the inventory of a Dify fleet against the rules the roles and the capacity plan cannot check
+    on their own, and reports B(every) problem at once, each naming the host(s), the variable, the value
+    and the fix.
+  - Rules - every required fleet group has a host; facts were gathered on every fleet host and it runs
+    Debian 12 (bookworm) or 13 (trixie); each variable carrying a role's prefix is valid for that role's
+    C(meta/argument_specs.yml) (type, choices, elements) and is not a likely misspelling of one; an edge
+    host with C(nginx_tls_enabled) has C(nginx_server_name); no variable holding a credential (a name with
+    pass, secret, key, token, cipher, credential or auth, and everything under C(difyops_secrets)) carries
+    one of Dify's public sample secrets.
+  - The capacity rules (exactly one beat host, odd Sentinels >= 3, connection budget within
+    C(max_connections), memory of shared hosts) are checked by M(difyops.fleet.fleet_plan); pass its
+    C(errors) in O(plan_errors) to report them in the same list.
+  - Read-only. Runs on the controller (C(delegate_to: localhost), C(run_once)).
+options:
+  groups:
+    description: Inventory groups, group name to list of host names (C(groups)).
+    type: dict
+    required: true
+  hostvars:
+    description:
+      - Host name to that host's variables and facts (C(hostvars) after facts were gathered).
+      - It holds secrets - run the task with C(no_log) and report RV(errors) in a later task.
+    type: dict
+    required: true
+  argument_specs:
+    description:
+      - Role name to the content of that role's C(meta/argument_specs.yml).
+    type: dict
+    default: {}
+  unreachable_hosts:
+    description: Hosts that did not answer (a ping with C(ignore_unreachable)); each is reported.
+    type: list
+    elements: str
+    default: []
+  plan_errors:
+    description: Errors of M(difyops.fleet.fleet_plan), added to the report.
+    type: list
+    elements: str
+    default: []
+  required_groups:
+    description: Fleet groups that must have at least one host.
+    type: list
+    elements: str
+    default: [dify_postgres, dify_redis, dify_api, dify_worker, dify_web, dify_sandbox,
+              dify_plugin_daemon, dify_ssrf_proxy, dify_edge]
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+notes:
+  - The module fails when any problem is found; RV(errors) lists them and RV(msg) numbers them.
+seealso:
+  - module: difyops.fleet.fleet_plan
+"""
+
+EXAMPLES = r"""
+- name: Check the fleet (secrets are in hostvars, so the result is not shown)
+  difyops.fleet.fleet_preflight:
+    groups: "{{ groups }}"
+    hostvars: "{{ hostvars }}"
+    argument_specs:
+      nginx: "{{ lookup('ansible.builtin.file', 'roles/nginx/meta/argument_specs.yml') | from_yaml }}"
+    plan_errors: "{{ capacity.errors | default([]) }}"
+  delegate_to: localhost
+  run_once: true
+  no_log: true
+  failed_when: false
+  register: preflight
+
+- name: Report every problem at once
+  ansible.builtin.fail:
+    msg: "{{ preflight.msg }}"
+  when: preflight.errors | length > 0
+  run_once: true
+"""
+
+RETURN = r"""
+errors:
+  description: One sentence per problem (host, variable, value, fix); empty when the fleet passes.
+  returned: always
+  type: list
+  elements: str
+  sample: ["edge1: nginx_tls_enabled is true but nginx_server_name is ''; ..."]
+checked_hosts:
+  description: Number of fleet hosts checked.
+  returned: always
+  type: int
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.difyops.fleet.plugins.module_utils.preflight import (
+    REQUIRED_GROUPS,
+    check_fleet,
+    fleet_hosts,
+    format_errors,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            groups=dict(type="dict", required=True),
+            hostvars=dict(type="dict", required=True),
+            argument_specs=dict(type="dict", default={}),
+            plan_errors=dict(type="list", elements="str", default=[]),
+            unreachable_hosts=dict(type="list", elements="str", default=[]),
+            required_groups=dict(type="list", elements="str", default=list(REQUIRED_GROUPS)),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    errors = check_fleet(p["groups"], p["hostvars"], p["argument_specs"], p["plan_errors"],
+                         p["required_groups"], p["unreachable_hosts"])
+    checked = len(fleet_hosts(p["groups"]))
+    if errors:
+        module.fail_json(msg=format_errors(errors), errors=errors, checked_hosts=checked)
+    module.exit_json(changed=False, errors=[], checked_hosts=checked,
+                     msg="Preflight passed for %d host(s)." % checked)
+
+
+if __name__ == "__main__":
+    main()
