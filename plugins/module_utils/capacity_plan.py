@@ -478,7 +478,9 @@ def build_plan(groups, hosts, overrides=None):
             % (_members(groups, "dify_worker") or _members(groups, "dify_api"))[0])
     fleet["beat_host"] = beats[0] if len(beats) == 1 else None
 
-    ha_value, ha_set = ctx.var(None, "difyops_ha")
+    # fleet-wide variables are read from a representative host (group_vars
+    # such as all.yml reach every host), then from the overrides option
+    ha_value, ha_set = ctx.var(sentinels[0] if sentinels else None, "difyops_ha")
     if sentinels:
         # HA is asked for when there is something to fail over to (2+ Redis
         # hosts) unless difyops_ha says otherwise.
@@ -499,11 +501,12 @@ def build_plan(groups, hosts, overrides=None):
 
     # ---- connection budget
     primary = pg_hosts[0] if pg_hosts else None
-    vector_store = ctx.var(primary, "dify_vector_store")[0]
-    pgv_pool = ctx.number(primary, "dify_pgvector_max_connection", integer=True)[0]
-    admin = ctx.number(primary, "difyops_pg_admin_connections", integer=True, allow_zero=True)[0]
-    su = ctx.number(primary, "difyops_pg_superuser_reserved_connections", integer=True, allow_zero=True)[0]
-    mc, mc_explicit = ctx.number(primary, "postgresql_max_connections", integer=True, minimum=10)
+    ref = primary or (app_hosts[0] if app_hosts else (order[0] if order else None))
+    vector_store = ctx.var(ref, "dify_vector_store")[0]
+    pgv_pool = ctx.number(ref, "dify_pgvector_max_connection", integer=True)[0]
+    admin = ctx.number(ref, "difyops_pg_admin_connections", integer=True, allow_zero=True)[0]
+    su = ctx.number(ref, "difyops_pg_superuser_reserved_connections", integer=True, allow_zero=True)[0]
+    mc, mc_explicit = ctx.number(ref, "postgresql_max_connections", integer=True, minimum=10)
     dmo_all = [plan_hosts[h].get("plugin_daemon_db_max_open_conns") for h in plugin_hosts]
     dmo_all = [d for d in dmo_all if d is not None]
     if None not in (pgv_pool, admin, su) and (mc is not None or not mc_explicit):
@@ -692,6 +695,10 @@ def collect_host_inputs(groups, hostvars):
                 continue
             entry = {}
             for key in wanted:
+                if key == "ansible_facts" and _is_set(entry.get("ansible_memtotal_mb")) and (
+                        _is_set(entry.get("ansible_processor_vcpus"))
+                        or _is_set(entry.get("ansible_processor_nproc"))):
+                    continue  # the whole facts dict is only read when needed
                 if key in hv:
                     value = hv[key]
                     if key == "ansible_facts":

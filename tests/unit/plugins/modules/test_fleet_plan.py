@@ -166,6 +166,21 @@ def test_refuses_sentinel_counts(count, fix):
     assert "%d Sentinel(s)" % count in msg and fix in msg and "difyops_ha" in msg
     plan = cp.build_plan(groups, hosts, {"difyops_ha": False})
     assert plan["fleet"]["sentinel_quorum"] == count // 2 + 1
+    # the same as an inventory variable (group_vars/all reaches every host)
+    for entry in hosts.values():
+        entry["difyops_ha"] = False
+    assert cp.build_plan(groups, hosts)["fleet"]["sentinel_quorum"] == count // 2 + 1
+
+
+def test_fleet_variables_from_the_inventory():
+    groups, hosts = split_fleet()
+    for entry in hosts.values():          # as group_vars/all would
+        entry["dify_vector_store"] = "weaviate"
+        entry["difyops_pg_admin_connections"] = 20
+    budget = cp.build_plan(groups, hosts)["fleet"]["connection_budget"]
+    # the worked example without the 95 pgvector connections and with 10 more admin ones
+    assert budget["breakdown"]["pgvector"] == 0
+    assert budget["required"] == 436 - 95 + 10
 
 
 def test_refuses_budget_over_max_connections_with_the_fix():
