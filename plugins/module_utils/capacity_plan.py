@@ -237,6 +237,7 @@ def build_plan(groups, hosts, overrides=None):
         entry["cpus"] = max(1, cpus)
         cpus = entry["cpus"]
 
+        errors_before = len(ctx.errors)
         # ---- memory split
         heavy = [t for t in tiers if t in HEAVY_WEIGHTS]
         light = [t for t in tiers if t in LIGHT_MB]
@@ -461,6 +462,12 @@ def build_plan(groups, hosts, overrides=None):
         if "postgresql" in tiers:
             committed["postgresql"] = split["postgresql"]
         entry["memory_committed_mb"] = sum(committed.values())
+        if entry["memory_committed_mb"] > memory_mb and len(ctx.errors) == errors_before:
+            ctx.errors.append(
+                "memory over-committed on %s: its services need %d MiB (%s) but it has %d MiB, even with "
+                "the smallest sizes; give %s more memory or move services to other hosts"
+                % (h, entry["memory_committed_mb"],
+                   ", ".join("%s %d" % (k, v) for k, v in committed.items()), memory_mb, h))
         entry["why"] = why
         plan_hosts[h] = entry
 

@@ -224,6 +224,15 @@ def test_refuses_too_small_all_in_one():
     assert "memory over-committed on aio" in msg and "give aio more memory" in msg
 
 
+def test_refuses_a_dedicated_host_too_small_for_one_worker():
+    groups, hosts = split_fleet()
+    hosts["app2"] = host(1024, 2)
+    groups["dify_web"] = ["app1"]            # app2 runs the api only
+    msg = errors_of(groups, hosts)
+    # one gunicorn worker (640 MiB) + the 512 MiB reserve do not fit in 1024 MiB
+    assert "memory over-committed on app2: its services need 1152 MiB (api 1152) but it has 1024 MiB" in msg
+
+
 def test_refuses_redis_maxmemory_without_fork_room():
     groups, hosts = split_fleet()
     hosts["r1"]["redis_maxmemory"] = "3gb"
@@ -263,7 +272,7 @@ def test_refuses_unknown_override():
 
 
 @settings(max_examples=60, deadline=None)
-@given(mems=st.lists(st.integers(3500, 262144), min_size=6, max_size=6),
+@given(mems=st.lists(st.integers(512, 262144), min_size=6, max_size=6),
        cpus=st.lists(st.integers(1, 64), min_size=6, max_size=6))
 def test_plans_never_overcommit(mems, cpus):
     groups = {"dify_postgres": ["pg"], "dify_redis": ["pg"], "dify_api": ["a1", "a2"],
@@ -274,9 +283,15 @@ def test_plans_never_overcommit(mems, cpus):
     try:
         plan = cp.build_plan(groups, hosts)
     except cp.PlanError as exc:
-        # the only acceptable refusal for computed values: the database host
-        # cannot carry the connections the app hosts can open
-        assert all("PostgreSQL on pg needs" in e for e in exc.errors), exc.errors
+        # acceptable refusals for computed values: a host too small for its
+        # services, or a database host that cannot carry the connections the
+        # app hosts can open
+        for e in exc.errors:
+            if e.startswith("memory over-committed on "):
+                name = e.split()[3].rstrip(":")
+                assert hosts[name]["ansible_memtotal_mb"] < 4096, e
+            else:
+                assert e.startswith("PostgreSQL on pg needs"), e
         return
     budget = plan["fleet"]["connection_budget"]
     assert plan["fleet"]["max_connections"] >= budget["required"]
