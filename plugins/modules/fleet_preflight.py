@@ -24,7 +24,7 @@ description:
   - The capacity rules (exactly one beat host, odd Sentinels >= 3, connection budget within
     C(max_connections), memory of shared hosts) are checked by M(difyops.fleet.fleet_plan); pass its
     C(errors) in O(plan_errors) to report them in the same list.
-  - Read-only. Runs on the controller (C(delegate_to: localhost), C(run_once)).
+  - "Read-only. Runs on the controller (C(delegate_to: localhost), C(run_once))."
 options:
   groups:
     description: Inventory groups, group name to list of host names (C(groups)).

@@ -1,0 +1,151 @@
+# -*- coding: utf-8 -*-
+# Copyright: difyops.fleet contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Unit tests of the fleet preflight rules (module_utils/preflight.py)."""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import copy
+import os
+
+import yaml
+
+from ansible_collections.difyops.fleet.plugins.module_utils import preflight as pf
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+
+DEBIAN = {"distribution": "Debian", "distribution_release": "trixie", "distribution_major_version": "13"}
+
+GROUPS = {
+    "all": ["data", "app", "edge"],
+    "dify_postgres": ["data"], "dify_redis": ["data"], "dify_sentinel": ["data"],
+    "dify_api": ["app"], "dify_worker": ["app"], "dify_beat": ["app"], "dify_web": ["app"],
+    "dify_plugin_daemon": ["app"], "dify_sandbox": ["edge"], "dify_ssrf_proxy": ["edge"],
+    "dify_edge": ["edge"],
+}
+
+
+def hostvars(**extra):
+    hv = dict((h, {"ansible_facts": dict(DEBIAN), "inventory_hostname": h}) for h in GROUPS["all"])
+    hv["edge"]["nginx_server_name"] = "dify.example.com"
+    for host, vars_ in extra.items():
+        hv[host].update(vars_)
+    return hv
+
+
+def specs():
+    out = {}
+    roles = os.path.join(TOP, "roles")
+    for role in sorted(os.listdir(roles)):
+        path = os.path.join(roles, role, "meta", "argument_specs.yml")
+        if os.path.exists(path):
+            with open(path) as f:
+                out[role] = yaml.safe_load(f)
+    return out
+
+
+def test_a_good_fleet_has_no_problem():
+    assert pf.check_fleet(GROUPS, hostvars(), specs()) == []
+
+
+def test_every_problem_is_reported_at_once():
+    groups = dict(GROUPS, dify_edge=[])
+    hv = hostvars(app={"redis_password": "difyai123456", "nginx_tls_enabled": "maybe"})
+    errors = pf.check_fleet(groups, hv, specs(), plan_errors=["dify_beat must have exactly one host"])
+    text = "\n".join(errors)
+    assert "group dify_edge is empty" in text
+    assert "redis_password is 'difyai123456'" in text
+    assert "nginx_tls_enabled = 'maybe' is refused by role nginx" in text
+    assert "capacity plan: dify_beat must have exactly one host" in text
+    assert len(errors) == 4
+
+
+def test_unsupported_os_names_host_and_release():
+    hv = hostvars()
+    hv["data"]["ansible_facts"] = {"distribution": "Ubuntu", "distribution_release": "jammy",
+                                   "distribution_major_version": "22"}
+    (err,) = pf.check_facts(GROUPS, hv)
+    assert err.startswith("data: runs Ubuntu 22 (jammy)")
+    assert "Debian 12 (bookworm) and 13 (trixie)" in err
+
+
+def test_bookworm_is_supported_and_no_facts_is_reported():
+    hv = hostvars()
+    hv["data"]["ansible_facts"]["distribution_release"] = "bookworm"
+    hv["app"]["ansible_facts"] = {}
+    errors = pf.check_facts(GROUPS, hv)
+    assert len(errors) == 1 and errors[0].startswith("app: no facts could be gathered")
+
+
+def test_unreachable_host_is_reported_by_name():
+    errors = pf.check_facts(GROUPS, hostvars(), unreachable=["edge"])
+    assert len(errors) == 1 and errors[0].startswith("edge: cannot be reached")
+
+
+def test_tls_needs_a_domain_unless_off():
+    hv = hostvars()
+    hv["edge"].pop("nginx_server_name")
+    (err,) = pf.check_tls(GROUPS, hv)
+    assert "nginx_server_name is ''" in err and "nginx_tls_enabled: false" in err
+    hv["edge"]["nginx_tls_enabled"] = False
+    assert pf.check_tls(GROUPS, hv) == []
+    hv["edge"]["nginx_tls_enabled"] = "yes"
+    assert len(pf.check_tls(GROUPS, hv)) == 1
+
+
+def test_sample_secrets_only_in_credential_variables():
+    hv = hostvars(app={
+        "common_dify_user": "dify",          # a sample value, but not a credential
+        "postgresql_db_name": "postgres",    # idem
+        "postgresql_dify_password": "Difyai123456",
+        "dify_env_extra": {"api": {"SECRET_KEY": "sk-9f73s3ljTXVcMT3Blb3ljTqtsKiGHXVcMT3BlbkFJLK7U"}},
+        "difyops_secrets": {"sandbox_api_key": "dify-sandbox"},
+    })
+    errors = pf.check_sample_secrets(GROUPS, hv)
+    paths = sorted(e.split(" is ")[0] for e in errors)
+    assert paths == ["app: dify_env_extra.api.SECRET_KEY", "app: difyops_secrets.sandbox_api_key",
+                     "app: postgresql_dify_password"]
+
+
+def test_same_problem_on_many_hosts_is_one_line():
+    hv = hostvars(**dict((h, {"redis_password": "difyai123456"}) for h in GROUPS["all"]))
+    (err,) = pf.check_sample_secrets(GROUPS, hv)
+    assert err.startswith("data, app, edge: redis_password")
+
+
+def test_argument_specs_type_choice_and_misspelling():
+    hv = hostvars(data={"redis_appendfsync": "sometimes", "redis_maxmemory_policy_x": 1,
+                        "nginx_server_nmae": "x", "postgresql_max_connections": "many"})
+    errors = pf.check_argument_specs(GROUPS, hv, specs())
+    text = "\n".join(errors)
+    assert "redis_appendfsync = 'sometimes' is refused by role redis" in text
+    assert "always, everysec, no" in text
+    assert "nginx_server_nmae is not a variable of role nginx (did you mean nginx_server_name?)" in text
+    assert "postgresql_max_connections = 'many' is refused by role postgresql" in text
+
+
+def test_longest_role_prefix_owns_the_variable():
+    # redis_sentinel_* belongs to redis_sentinel, not to redis.
+    assert pf._owner("redis_sentinel_port", ["redis", "redis_sentinel"]) == "redis_sentinel"
+    assert pf._owner("redis_port", ["redis", "redis_sentinel"]) == "redis"
+    assert pf._owner("difyops_secrets", ["dify"]) is None
+
+
+def test_valid_values_and_templates_pass():
+    hv = hostvars(data={"redis_appendfsync": "everysec", "nginx_tls_enabled": "{{ tls_on }}",
+                        "firewall_ssh_sources": ["10.0.0.0/8"]})
+    assert pf.check_argument_specs(GROUPS, hv, specs()) == []
+
+
+def test_required_groups():
+    groups = copy.deepcopy(GROUPS)
+    groups["dify_sandbox"] = []
+    del groups["dify_web"]
+    errors = pf.check_groups(groups)
+    assert [e.split(" is ")[0] for e in errors] == ["group dify_web", "group dify_sandbox"]
+
+
+def test_format_numbers_every_problem():
+    text = pf.format_errors(["a", "b"])
+    assert text.splitlines() == ["Preflight refused the fleet; nothing was changed. 2 problems:", "1. a", "2. b"]
