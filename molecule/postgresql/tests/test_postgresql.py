@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import SECRETS, address, lab_host, psql, run_playbook
+from conftest import SECRETS, address, ansible_host, lab_host, psql, run_playbook
 
 testinfra_hosts = ["mol-postgresql-pg"]
 
@@ -18,7 +18,7 @@ def _plan(pg):
     """What pg_tune gives for this host's facts (the role's defaults, PostgreSQL 17)."""
     from ansible_collections.difyops.fleet.plugins.module_utils.capacity import pg_tune
 
-    facts = pg.ansible("setup", "gather_subset=min,hardware")["ansible_facts"]
+    facts = ansible_host(PG).ansible("setup", "gather_subset=min,hardware")["ansible_facts"]
     return pg_tune(facts["ansible_memtotal_mb"], facts["ansible_processor_vcpus"], pg_version=17)
 
 
@@ -37,7 +37,8 @@ def test_settings_in_effect_equal_the_plan(pg, name):
         assert psql(pg, "SHOW max_connections") == want
         return
     # Compare in bytes, as the running server applies them.
-    got = psql(pg, "SELECT setting::bigint * pg_size_bytes(unit) FROM pg_settings WHERE name = '%s'" % name)
+    got = psql(pg, "SELECT setting::bigint * pg_size_bytes(CASE WHEN unit ~ '^[0-9]' THEN unit ELSE '1' || unit END) "
+                  "FROM pg_settings WHERE name = '%s'" % name)
     assert int(got) == int(psql(pg, "SELECT pg_size_bytes('%s')" % want)), (name, want)
 
 
