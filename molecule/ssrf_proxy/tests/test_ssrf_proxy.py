@@ -125,3 +125,30 @@ def test_squid_runs_the_managed_config(lab):
     assert proxy.run("squid -k parse -f /etc/squid/squid.conf").rc == 0
     sockets = proxy.check_output("ss -Htln")
     assert ":3128 " in sockets and ":8194 " in sockets
+
+
+def test_config_squid_rejects_never_replaces_the_live_file(lab, tmp_path):
+    """A value squid cannot parse fails the run; the running config stays and keeps serving."""
+    import os
+    import subprocess
+
+    hosts, addr = lab
+    proxy = hosts["proxy"]
+    before = proxy.file("/etc/squid/squid.conf").sha256sum
+    play = tmp_path / "bad.yml"
+    play.write_text(
+        "- hosts: all\n  gather_facts: true\n  tasks: []\n"
+        "- hosts: dify_ssrf_proxy\n  become: true\n  gather_facts: false\n"
+        "  roles:\n    - role: difyops.fleet.ssrf_proxy\n"
+        "      vars:\n        ssrf_proxy_cache_mem: plenty of memory\n"
+    )
+    res = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(play)],
+        capture_output=True, text=True, check=False, env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
+    )
+    assert res.returncode != 0
+    assert "failed to validate" in res.stdout + res.stderr, res.stdout + res.stderr
+    assert proxy.file("/etc/squid/squid.conf").sha256sum == before
+    assert proxy.service("squid").is_running
+    status, body, _ = fetch(hosts["api"], addr["proxy"], "http://%s:8080/" % addr["sandbox"])
+    assert status == "200" and body.strip() == "fixture:mol-ssrf_proxy-sandbox"

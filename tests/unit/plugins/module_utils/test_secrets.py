@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-_TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
-if os.path.join(_TOP, ".collections") not in sys.path:
-    sys.path.insert(0, os.path.join(_TOP, ".collections"))
 
-from ansible_collections.difyops.fleet.plugins.module_utils import secrets as s  # noqa: E402
+from ansible_collections.difyops.fleet.plugins.module_utils import secrets as s
 
 SAMPLES = [
     "difyai123456",

@@ -6,17 +6,14 @@ import json
 import os
 import stat
 import subprocess
-import sys
 
 import pytest
 import yaml
 
 _TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
-if os.path.join(_TOP, ".collections") not in sys.path:
-    sys.path.insert(0, os.path.join(_TOP, ".collections"))
 
-from ansible_collections.difyops.fleet.plugins.module_utils import secrets as s  # noqa: E402
-from ansible_collections.difyops.fleet.plugins.modules import fleet_secrets as m  # noqa: E402
+from ansible_collections.difyops.fleet.plugins.module_utils import secrets as s
+from ansible_collections.difyops.fleet.plugins.modules import fleet_secrets as m
 
 
 class Failed(Exception):
