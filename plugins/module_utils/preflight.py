@@ -175,12 +175,10 @@ def _walk(value, path):
     """(path, leaf) for every leaf of nested dicts/lists."""
     if isinstance(value, dict):
         for k, v in value.items():
-            for item in _walk(v, "%s.%s" % (path, k) if path else str(k)):
-                yield item
+            yield from _walk(v, "%s.%s" % (path, k) if path else str(k))
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            for item in _walk(v, "%s[%d]" % (path, i)):
-                yield item
+            yield from _walk(v, "%s[%d]" % (path, i))
     else:
         yield path, value
 
@@ -252,7 +250,7 @@ def _strip_required(spec):
 
 def _first_sentence(text):
     text = " ".join(str(text).split())
-    return text.split("; ")[0]
+    return text.split("; ", maxsplit=1)[0]
 
 
 def check_argument_specs(groups, hostvars, argument_specs):

@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 module: fleet_preflight
 short_description: Check a whole Dify fleet's inventory before any host is changed
 version_added: "0.1.0"
-author: difyops.fleet contributors
+author: difyops.fleet contributors (@difyops)
 description:
   - Checks the inventory of a Dify fleet against the rules the roles and the capacity plan cannot check
     on their own, and reports B(every) problem at once, each naming the host(s), the variable, the value
@@ -60,10 +60,12 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is no diff.
 notes:
-  - The module fails when any problem is found; RV(errors) lists them and RV(msg) numbers them.
+  - The module fails when any problem is found; RV(errors) lists them and the failure message numbers them.
 seealso:
   - module: difyops.fleet.fleet_plan
 """
