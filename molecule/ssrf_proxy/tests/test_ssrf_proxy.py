@@ -27,8 +27,8 @@ def fetch(host, proxy, url, extra=""):
         "curl -sS --max-time 20 -D /tmp/h -o /tmp/b -w '%%{http_code}' -x http://%s:3128 %s '%s'; echo; cat /tmp/h; echo ==BODY==; cat /tmp/b"
         % (proxy, extra, url)
     )
-    status, _, rest = cmd.stdout.partition("\n")
-    headers, _, body = rest.partition("==BODY==\n")
+    status, dummy, rest = cmd.stdout.partition("\n")
+    headers, dummy, body = rest.partition("==BODY==\n")
     return status.strip(), body, headers
 
 
@@ -39,14 +39,14 @@ def assert_refused(result):
 
 
 def test_public_destination_is_served(host, lab):
-    _, addr = lab
+    addr = lab[1]
     status, body, headers = fetch(host, addr["proxy"], "http://deb.debian.org/debian/dists/trixie/Release")
     assert status == "200", (status, headers)
     assert "Codename: trixie" in body
 
 
 def test_private_listener_of_another_host_is_refused(host, lab):
-    _, addr = lab
+    addr = lab[1]
     # The listener is up and reachable without the proxy ...
     direct = host.run("curl -sS --max-time 10 http://%s:8080/" % addr["proxy"])
     assert direct.stdout.strip() == "fixture:mol-ssrf_proxy-proxy"
@@ -55,29 +55,29 @@ def test_private_listener_of_another_host_is_refused(host, lab):
 
 
 def test_loopback_and_metadata_are_refused(host, lab):
-    _, addr = lab
+    addr = lab[1]
     assert_refused(fetch(host, addr["proxy"], "http://127.0.0.1:8080/"))
     assert_refused(fetch(host, addr["proxy"], "http://localhost:8080/"))
     assert_refused(fetch(host, addr["proxy"], "http://169.254.169.254/latest/meta-data/"))
 
 
 def test_allow_listed_private_ip_is_served(host, lab):
-    _, addr = lab
-    status, body, _ = fetch(host, addr["proxy"], "http://%s:8080/" % addr["sandbox"])
+    addr = lab[1]
+    status, body, dummy = fetch(host, addr["proxy"], "http://%s:8080/" % addr["sandbox"])
     assert status == "200"
     assert body.strip() == "fixture:mol-ssrf_proxy-sandbox"
 
 
 def test_allow_listed_private_domain_is_served_but_not_its_address(host, lab):
-    _, addr = lab
-    status, body, _ = fetch(host, addr["proxy"], "http://internal-api.lab:8080/")
+    addr = lab[1]
+    status, body, dummy = fetch(host, addr["proxy"], "http://internal-api.lab:8080/")
     assert status == "200"
     assert body.strip() == "fixture:mol-ssrf_proxy-api"
     assert_refused(fetch(host, addr["proxy"], "http://%s:8080/" % addr["api"]))
 
 
 def test_connect_only_to_443(host, lab):
-    _, addr = lab
+    addr = lab[1]
     # A tunnel to a non-443 port of an allowed destination: refused by squid.
     refused = host.run(
         "curl -s -o /dev/null --max-time 20 -w '%%{http_connect}' -p -x http://%s:3128 http://%s:8080/"
@@ -94,7 +94,7 @@ def test_connect_only_to_443(host, lab):
 
 
 def test_reverse_proxy_reaches_the_sandbox(host, lab):
-    _, addr = lab
+    addr = lab[1]
     out = host.check_output("curl -sS --max-time 20 http://%s:8194/health" % addr["proxy"])
     assert out.strip() == "sandbox-fixture:mol-ssrf_proxy-sandbox"
     # Whatever Host it is given, the reverse port only ever talks to the sandbox.
@@ -116,7 +116,7 @@ def test_host_outside_the_fleet_is_refused(lab):
 
 
 def test_squid_runs_the_managed_config(lab):
-    hosts, _ = lab
+    hosts = lab[0]
     proxy = hosts["proxy"]
     assert proxy.service("squid").is_running
     assert proxy.service("squid").is_enabled
@@ -150,5 +150,5 @@ def test_config_squid_rejects_never_replaces_the_live_file(lab, tmp_path):
     assert "failed to validate" in res.stdout + res.stderr, res.stdout + res.stderr
     assert proxy.file("/etc/squid/squid.conf").sha256sum == before
     assert proxy.service("squid").is_running
-    status, body, _ = fetch(hosts["api"], addr["proxy"], "http://%s:8080/" % addr["sandbox"])
+    status, body, dummy = fetch(hosts["api"], addr["proxy"], "http://%s:8080/" % addr["sandbox"])
     assert status == "200" and body.strip() == "fixture:mol-ssrf_proxy-sandbox"
