@@ -46,6 +46,7 @@ lab-up:
 	python lab/lab.py up --layout $(LAYOUT) --os $(LAB_OS)
 
 lab-converge:
+	ansible-playbook lab/fixtures.yml -i inventories/lab
 	ansible-playbook playbooks/site.yml -i inventories/lab
 
 lab-idempotence:

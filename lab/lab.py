@@ -105,6 +105,12 @@ def down(remove_inventory=True):
         podman("network", "rm", "-f", net, capture=True)
     if remove_inventory and os.path.isdir(INVENTORY):
         shutil.rmtree(INVENTORY)
+    # Cached facts of removed lab hosts would carry their old addresses.
+    cache = os.path.join(TOP, ".cache", "facts")
+    if os.path.isdir(cache):
+        for f in os.listdir(cache):
+            if f.startswith("lab-") or "_lab-" in f:
+                os.remove(os.path.join(cache, f))
 
 
 def start_host(name, image, pubkey):
@@ -165,6 +171,7 @@ def write_inventory(layout_name, layout, key, suite):
             "ansible_ssh_private_key_file": key,
             "ansible_python_interpreter": "/usr/bin/python3",
             "difyops_lab_layout": layout_name,
+            "difyops_lab_dir": STATE,
         }, fh, default_flow_style=False)
     # The lab's own settings (ACME server, probe images): kept in lab/inventory/.
     src = os.path.join(LAB_DIR, "inventory", "group_vars")

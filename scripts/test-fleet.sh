@@ -42,6 +42,7 @@ no_changes() {  # the recap of a log shows changed=0 and failed=0 for every host
 }
 
 step lab-up python lab/lab.py up --layout "$layout"
+step fixtures ansible-playbook lab/fixtures.yml -i inventories/lab
 step converge ansible-playbook playbooks/site.yml -i inventories/lab
 step idempotence ansible-playbook playbooks/site.yml -i inventories/lab
 no_changes "$out/idempotence.log"
