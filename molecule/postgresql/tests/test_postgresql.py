@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import SECRETS, address, ansible_host, lab_host, psql, run_playbook
+from pg_helpers import SECRETS, address, ansible_host, lab_host, psql, run_playbook
 
 testinfra_hosts = ["mol-postgresql-pg"]
 

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from conftest import address, lab_host, psql, run_playbook
+from pg_helpers import address, lab_host, psql, run_playbook
 
 testinfra_hosts = ["mol-postgresql_replica-primary"]
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the PostgreSQL scenarios: other hosts of the scenario."""
+"""Helpers shared by the PostgreSQL scenarios: reach their hosts, run SQL and playbooks."""
 
 import json
 import os
