@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: difyops.fleet contributors
-# Apache License 2.0
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """Filters for the Redis tier: Dify's Redis/Celery environment."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: difyops.fleet contributors
-# Apache License 2.0
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """Dify's side of the Redis contract: the environment Dify's api, worker, beat
 and plugin daemon need to reach the Redis this collection deploys.
 

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: difyops.fleet contributors
-# Apache License 2.0
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """A small RESP2 client (standard library only) for Redis, Valkey and Sentinel.
 
 Modules of difyops.fleet run on the fleet's hosts, where no Python Redis
@@ -88,7 +88,7 @@ class _Reader(object):
             n = int(rest)
             if n < 0:
                 return None
-            return [self.read() for _ in range(n)]
+            return [self.read() for dummy in range(n)]
         raise RespConnectionError("unexpected reply type %r" % kind)
 
 

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: difyops.fleet contributors
-# Apache License 2.0
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """Sentinel logic shared by the redis_sentinel_* modules.
 
 Pure functions (endpoint parsing, reading the sentinels' view of the master,
