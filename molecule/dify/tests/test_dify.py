@@ -10,11 +10,12 @@ import json
 import time
 
 import pytest
-import testinfra.utils.ansible_runner
+import testinfra
 
-RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(__import__("os").environ["MOLECULE_INVENTORY_FILE"])
-APP = RUNNER.get_host("mol-dify-app")
-DATA = RUNNER.get_host("mol-dify-data")
+# Reached with podman exec: much faster than one Ansible run per command.
+APP = testinfra.get_host("podman://mol-dify-app")
+DATA = testinfra.get_host("podman://mol-dify-data")
+testinfra_hosts = ["mol-dify-app"]
 SERVICES = ["api", "worker", "beat", "web", "sandbox", "plugin_daemon"]
 EXPECTED_CHECKS = {
     "api": {"db_pool", "pgvector", "redis_sentinel", "celery_broker", "storage", "sandbox", "plugin_daemon",
@@ -84,7 +85,7 @@ def test_container_running_healthy_and_restarting(service):
 
 @pytest.mark.parametrize("port", [5001, 3000, 8194, 5002])
 def test_health_answers_from_another_host(port):
-    addr = APP.ansible("setup", "filter=ansible_default_ipv4")["ansible_facts"]["ansible_default_ipv4"]["address"]
+    addr = json.loads(APP.check_output("ip -4 -json route get 1.1.1.1"))[0]["prefsrc"]
     out = DATA.check_output("python3 -c \"import urllib.request;print(urllib.request.urlopen("
                             "'http://%s:%d/health', timeout=5).status)\"" % (addr, port))
     assert out.strip() == "200"
