@@ -265,7 +265,7 @@ def check_plugin_daemon():
     base = ENV["PLUGIN_DAEMON_URL"].rstrip("/")
     status = status_of(base + "/health/check")
     kstatus = status_of(base + "/plugin/probe/management/list",
-                      headers={"X-Api-Key": ENV.get("PLUGIN_DAEMON_KEY", "")})
+                        headers={"X-Api-Key": ENV.get("PLUGIN_DAEMON_KEY", "")})
     return status == 200 and kstatus == 200, {"endpoint": base, "health": status, "key_accepted": kstatus}
 
 
