@@ -70,7 +70,8 @@ def run_playbook(playbook, inventory, tmp_path, cache_dir):
     markers.mkdir()
     proc = subprocess.run(
         ["ansible-playbook", "-i", inventory, os.path.join(HERE, playbook),
-         "-e", "preflight_marker_dir=%s" % markers],
+         "-e", "preflight_marker_dir=%s" % markers,
+         "-e", "difyops_capacity_report=%s" % (tmp_path / "capacity-report.md")],
         cwd=TOP, env=_env(tmp_path, cache_dir), capture_output=True, text=True, timeout=600, check=False,
     )
     try:
@@ -128,7 +129,15 @@ def test_good_inventory_passes_preflight(tmp_path, cache_dir):
     assert proc.returncode == 0, _messages(out) + proc.stderr
     assert "Preflight passed for 3 host(s)." in _messages(out)
     for host, stats in out["stats"].items():
+        if host == "localhost":
+            continue  # the controller wrote the capacity report (below)
         assert stats.get("changed", 0) == 0 and stats.get("failures", 0) == 0, (host, stats)
+    # A fleet that passed gets its capacity report on the controller: a table
+    # per host with the computed values.
+    report = (tmp_path / "capacity-report.md").read_text()
+    for host in ("app", "data", "edge"):
+        assert host in report
+    assert "shared_buffers" in report
 
 
 def test_good_inventory_then_tiers_run(tmp_path, cache_dir):
