@@ -172,6 +172,10 @@ def write_inventory(layout_name, layout, key, suite):
             "ansible_python_interpreter": "/usr/bin/python3",
             "difyops_lab_layout": layout_name,
             "difyops_lab_dir": STATE,
+            # Concrete names and addresses, so the lab's variables need no
+            # hostvars/groups lookups (preflight reads every host's variables).
+            "difyops_lab_acme_host": (groups.get("lab_acme") or [""])[0],
+            "difyops_lab_web_address": address(groups["dify_web"][0]) if groups.get("dify_web") else "",
         }, fh, default_flow_style=False)
     # The lab's own settings (ACME server, probe images): kept in lab/inventory/.
     src = os.path.join(LAB_DIR, "inventory", "group_vars")
