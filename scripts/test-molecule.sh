@@ -4,7 +4,7 @@
 # Usage: scripts/test-molecule.sh [SCENARIO...]
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-cd "$top"
+cd "$top" || exit 1
 jobs=${MOLECULE_JOBS:-2}
 mkdir -p build/molecule
 if [ $# -gt 0 ]; then

@@ -69,6 +69,8 @@ for r in $(seq "$rounds"); do
   done
 done
 avg() { python3 -c "print(round(${sum[$1]} / $rounds, 1))"; }
+# (awk's $2, not the shell's)
+# shellcheck disable=SC2016
 mem=$(x awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo)
 cpus=$(x nproc)
 cat <<OUT

@@ -181,13 +181,13 @@ def test_renewal_runs_on_the_timer_with_the_lab_environment(edge):
 
 
 def test_forced_renewal_is_served_after_a_reload(client, edge):
-    serial_before, _ = _served_certificate(client)
+    serial_before = _served_certificate(client)[0]
     main_pid = edge.run_test("systemctl show -p MainPID --value nginx").stdout.strip()
     since = edge.run_test("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
     edge.run_test("REQUESTS_CA_BUNDLE=%s certbot renew --force-renewal --cert-name %s --no-random-sleep-on-renew",
                   LISTENER_CA, DOMAIN)
     serial_after = serial_before
-    for _ in range(20):
+    for _attempt in range(20):
         serial_after, issuer = _served_certificate(client)
         if serial_after != serial_before:
             break

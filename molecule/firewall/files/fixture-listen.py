@@ -11,7 +11,7 @@ def serve(port):
     srv.bind(("0.0.0.0", port))
     srv.listen(64)
     while True:
-        conn, _ = srv.accept()
+        conn = srv.accept()[0]
         try:
             conn.sendall(b"ok\n")
         finally:

@@ -38,7 +38,7 @@ def test_settings_in_effect_equal_the_plan(pg, name):
         return
     # Compare in bytes, as the running server applies them.
     got = psql(pg, "SELECT setting::bigint * pg_size_bytes(CASE WHEN unit ~ '^[0-9]' THEN unit ELSE '1' || unit END) "
-                  "FROM pg_settings WHERE name = '%s'" % name)
+               "FROM pg_settings WHERE name = '%s'" % name)
     assert int(got) == int(psql(pg, "SELECT pg_size_bytes('%s')" % want)), (name, want)
 
 

@@ -25,7 +25,7 @@ def replica():
 
 def _wait_for(host, sql, want, db="dify", seconds=60):
     got = None
-    for _ in range(seconds):
+    for _second in range(seconds):
         got = host.run("runuser -u postgres -- psql -XAtq -d %s -c %s", db, sql).stdout.strip()
         if got == want:
             return got
