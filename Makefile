@@ -13,7 +13,7 @@ export ANSIBLE_NOCOLOR := 1
 export PY_COLORS := 0
 LAYOUT ?= fleet
 LAB_OS ?= trixie
-MOLECULE_JOBS ?= 2
+MOLECULE_JOBS ?= 3
 
 .PHONY: help bootstrap prereqs images lab lab-up lab-converge lab-idempotence lab-down lab-status \
         test unit lint sanity build molecule clean

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Run every molecule scenario (molecule/*/molecule.yml), MOLECULE_JOBS at a
-# time (default 2), each logged to build/molecule/<scenario>.log.
+# time (default 3), each logged to build/molecule/<scenario>.log.
 # Usage: scripts/test-molecule.sh [SCENARIO...]
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
-jobs=${MOLECULE_JOBS:-2}
+jobs=${MOLECULE_JOBS:-3}
 mkdir -p build/molecule
 if [ $# -gt 0 ]; then
   scenarios=("$@")
