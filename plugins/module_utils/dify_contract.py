@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.difyops.fleet.plugins.module_utils import dify_contract_data as data
+from ansible_collections.difyops.fleet.plugins.module_utils import secrets as _secrets
 
 SERVICES = ("api", "worker", "beat", "migration", "web", "sandbox", "plugin_daemon")
 API_FAMILY = ("api", "worker", "beat", "migration")
@@ -70,17 +71,10 @@ SHARED_SECRETS = {
     "redis password": [(s, "REDIS_PASSWORD") for s in API_FAMILY] + [("plugin_daemon", "REDIS_PASSWORD")],
 }
 
-# Dify's public sample values (docker/.env.example, code defaults): refused.
-SAMPLE_SECRETS = (
-    "difyai123456",
-    "sk-9f73s3ljTXVcMT3Blb3ljTqtsKiGHXVcMT3BlbkFJLK7U",
-    "dify-sandbox",
-    "lYkiYYT6owG+71oLerGzA7GXCgOT++6ovaezWAjpCjf+Sjc3ZtU+qUEi",
-    "QaHbTe77CtuXmsfyhR7+vRjI/+XbV1AaFy691iy+kGDv2Jvy0/eAh8Y1",
-    "WVF5YThaHlkYwhGUSmCRgsX3tD5ngdN8pkih",
-    "plugin-api-key",
-    "inner-api-key",
-)
+# Dify's public sample values: one list for the whole collection (module_utils/secrets).
+SAMPLE_SECRETS = tuple(sorted(_secrets.SAMPLE_SECRETS))
+# Those long enough to recognise inside a value such as a broker URL's password.
+_SAMPLES_IN_URLS = tuple(v for v in SAMPLE_SECRETS if len(v) >= 12)
 
 # Secrets each service must have (non-empty).
 REQUIRED_SECRETS = {
@@ -381,10 +375,10 @@ def validate_service(service, env, version=DEFAULT_VERSION, allow_unknown=()):
             errors.append("%s: %s points at a docker-compose host name (%s); use a fleet address"
                           % (service, name, COMPOSE_HOST_RE.search(value).group(2)))
         if is_secret(name) and value:
-            for sample in SAMPLE_SECRETS:
-                if value == sample or (len(value) > len(sample) and sample in value and "URL" in name):
-                    errors.append("%s: %s holds Dify's public sample value; generate a secret "
-                                  "(difyops_secrets) instead" % (service, name))
+            if _secrets.is_sample_value(value) or (
+                    "URL" in name and any(v in value.lower() for v in _SAMPLES_IN_URLS)):
+                errors.append("%s: %s holds Dify's public sample value; generate a secret "
+                              "(difyops_secrets) instead" % (service, name))
     for name in REQUIRED_SECRETS[service]:
         if not env.get(name):
             errors.append("%s: %s is empty; it comes from difyops_secrets" % (service, name))
