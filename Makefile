@@ -11,7 +11,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export CONTAINERS_CONF := $(TOP)/lab/containers.conf
 export ANSIBLE_NOCOLOR := 1
 export PY_COLORS := 0
-LAYOUT ?= fleet
+LAYOUT ?= aio
 LAB_OS ?= trixie
 MOLECULE_JOBS ?= 3
 
@@ -19,7 +19,7 @@ MOLECULE_JOBS ?= 3
         test unit lint sanity build molecule clean
 
 help:
-	@echo "make lab         lab hosts (LAYOUT=fleet|aio|fleet14, LAB_OS=trixie|bookworm) + site.yml"
+	@echo "make lab         lab hosts (LAYOUT=aio|fleet|fleet14, LAB_OS=trixie|bookworm) + site.yml"
 	@echo "make lab-down    remove the lab hosts, network and generated inventory"
 	@echo "make test        unit + preflight tests, ansible-lint, ansible-test sanity, build, molecule"
 
@@ -50,6 +50,7 @@ lab-converge:
 	ansible-playbook playbooks/site.yml -i inventories/lab
 
 lab-idempotence:
+	@mkdir -p build
 	ansible-playbook playbooks/site.yml -i inventories/lab | tee build/lab-idempotence.log
 	@grep -qE 'changed=[1-9]' build/lab-idempotence.log && { echo "not idempotent"; exit 1; } || echo "idempotent: changed=0 on every host"
 
