@@ -22,9 +22,8 @@ from ansible_collections.difyops.fleet.plugins.module_utils.redis_sentinel impor
     format_endpoint,
     parse_endpoint,
 )
-
-# Dify's public sample password (docker/.env.example); never accepted.
-SAMPLE_PASSWORDS = frozenset(["difyai123456"])
+# Dify's public sample values: one list for the whole collection.
+from ansible_collections.difyops.fleet.plugins.module_utils.secrets import is_sample_value
 
 # Every key the function returns, in both forms, so the rendered env always
 # overrides the defaults in Dify's .env.example.
@@ -51,9 +50,9 @@ def _check_password(name, value, required=True):
         return ""
     if not isinstance(value, str):
         raise RedisContractError("%s must be a string, got %s" % (name, type(value).__name__))
-    if value in SAMPLE_PASSWORDS:
+    if is_sample_value(value):
         raise RedisContractError(
-            "%s is Dify's public sample password %r: generate a new one (difyops_secrets)" % (name, value))
+            "%s is one of Dify's public sample values: generate a new one (difyops_secrets)" % name)
     if any(c in value for c in "\r\n"):
         raise RedisContractError("%s contains a line break; env files cannot carry it: choose another" % name)
     return value
