@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole fleet, end to end, the way a user runs it: lab hosts reached over
 # SSH, site.yml converged, rerun with changed=0 on every host, a
-# --check --diff run that reports no change, then cross-host verification
-# (testinfra + the contract probe's reports). Timings go to
+# --check --diff run that reports no change. (Cross-host verification with
+# testinfra and the contract probe's reports is still to be written.)
+# Timings go to
 # build/fleet/timings.txt (see benchmarks/fleet/).
 # Usage: scripts/test-fleet.sh [LAYOUT]   (default fleet)
 set -euo pipefail
@@ -48,6 +49,5 @@ step idempotence ansible-playbook playbooks/site.yml -i inventories/lab
 no_changes "$out/idempotence.log"
 step check-diff ansible-playbook playbooks/site.yml -i inventories/lab --check --diff
 no_changes "$out/check-diff.log"
-step verify python -m pytest -p no:cacheprovider -q tests/fleet --ansible-inventory=inventories/lab --hosts='ansible://all' --connection=ansible
 grep -E 'tasks? |ok=' "$out/converge.log" | tail -n 12 >"$out/converge-recap.txt" || true
-echo "fleet: 1 passed, 0 failed"
+echo "fleet: converge, idempotence and check --diff passed"
