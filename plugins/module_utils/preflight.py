@@ -188,21 +188,26 @@ def _is_inventory_var(name):
             and not name.startswith("ansible_") and not name.startswith("__"))
 
 
-def check_sample_secrets(groups, hostvars):
-    """No variable that holds a credential carries one of Dify's public sample values."""
-    found = {}
+def _inventory_vars(groups, hostvars):
+    """(host, name, value) for every inventory variable of every fleet host."""
     for host in fleet_hosts(groups):
         hv = hostvars.get(host) or {}
         for name in sorted(hv):
-            if not _is_inventory_var(name):
+            if _is_inventory_var(name):
+                yield host, name, hv[name]
+
+
+def check_sample_secrets(groups, hostvars):
+    """No variable that holds a credential carries one of Dify's public sample values."""
+    found = {}
+    for host, name, value in _inventory_vars(groups, hostvars):
+        for path, leaf in _walk(value, name):
+            if not is_sample_value(leaf):
                 continue
-            for path, leaf in _walk(hv[name], name):
-                if not is_sample_value(leaf):
-                    continue
-                last = re.split(r"[.\[]", path)[-1]
-                if not (name == "difyops_secrets" or SECRET_NAME_RE.search(last) or SECRET_NAME_RE.search(path)):
-                    continue
-                found.setdefault((path, leaf), []).append(host)
+            last = re.split(r"[.\[]", path)[-1]
+            if not (name == "difyops_secrets" or SECRET_NAME_RE.search(last) or SECRET_NAME_RE.search(path)):
+                continue
+            found.setdefault((path, leaf), []).append(host)
     errors = []
     for (path, leaf), hosts in sorted(found.items()):
         errors.append(
@@ -265,35 +270,30 @@ def check_argument_specs(groups, hostvars, argument_specs):
     for options in options_by_role.values():
         known.update(options)
     found = {}
-    for host in fleet_hosts(groups):
-        hv = hostvars.get(host) or {}
-        for name in sorted(hv):
-            if not _is_inventory_var(name):
+    for host, name, value in _inventory_vars(groups, hostvars):
+        role = _owner(name, options_by_role)
+        if role is None or _is_template(value):
+            continue
+        options = options_by_role[role]
+        if name not in options:
+            if name in known:
                 continue
-            role = _owner(name, options_by_role)
-            value = hv[name]
-            if role is None or _is_template(value):
-                continue
-            options = options_by_role[role]
-            if name not in options:
-                if name in known:
-                    continue
-                close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.8)
-                if close:
-                    msg = ("%s is not a variable of role %s (did you mean %s?); the role would ignore it. "
-                           "Rename it in the inventory." % (name, role, close[0]))
-                    found.setdefault(msg, []).append(host)
-                continue
-            spec = _strip_required(options[name])
-            validator = ArgumentSpecValidator({name: spec})
-            result = validator.validate({name: value})
-            for err in result.error_messages:
-                msg = ("%s = %r is refused by role %s's argument spec: %s. Fix the value in the "
-                       "inventory (expected %s%s)." % (
-                           name, value, role, _first_sentence(err), spec.get("type", "str"),
-                           (", one of %s" % ", ".join(str(c) for c in spec["choices"]))
-                           if spec.get("choices") else ""))
+            close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.8)
+            if close:
+                msg = ("%s is not a variable of role %s (did you mean %s?); the role would ignore it. "
+                       "Rename it in the inventory." % (name, role, close[0]))
                 found.setdefault(msg, []).append(host)
+            continue
+        spec = _strip_required(options[name])
+        validator = ArgumentSpecValidator({name: spec})
+        result = validator.validate({name: value})
+        for err in result.error_messages:
+            msg = ("%s = %r is refused by role %s's argument spec: %s. Fix the value in the "
+                   "inventory (expected %s%s)." % (
+                       name, value, role, _first_sentence(err), spec.get("type", "str"),
+                       (", one of %s" % ", ".join(str(c) for c in spec["choices"]))
+                       if spec.get("choices") else ""))
+            found.setdefault(msg, []).append(host)
     return ["%s: %s" % (_hosts_text(hosts), msg) for msg, hosts in sorted(found.items())]
 
 
