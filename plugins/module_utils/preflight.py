@@ -171,6 +171,51 @@ def check_tls(groups, hostvars):
     return errors
 
 
+STORAGE_SHARED_BACKENDS = ("nfs", "shared", "s3")
+
+
+def _literal(hv, name, default):
+    """A variable's value, or None when it is a template preflight cannot render."""
+    value = hv.get(name, default)
+    return None if _is_template(value) else value
+
+
+def check_storage(groups, hostvars):
+    """Several api/worker hosts need one shared file storage; several plugin daemons need S3."""
+    errors = []
+    app_hosts = []
+    for group in ("dify_api", "dify_worker"):
+        for host in groups.get(group) or []:
+            if host not in app_hosts:
+                app_hosts.append(host)
+    local = [h for h in app_hosts if _literal(hostvars.get(h) or {}, "storage_backend", "local") == "local"]
+    if len(app_hosts) > 1 and local:
+        errors.append(
+            "%s: storage_backend is 'local' but the fleet has %d api/worker hosts (%s); each would keep "
+            "its own uploads and the others would not find them. Set storage_backend: nfs with "
+            "storage_nfs_src: <server>:/<export>, storage_backend: shared with storage_path on a filesystem "
+            "you already mount on every api/worker host, or storage_backend: s3 with storage_s3_bucket "
+            "(group_vars/all)." % (_hosts_text(local), len(app_hosts), _hosts_text(app_hosts))
+        )
+    daemons = list(groups.get("dify_plugin_daemon") or [])
+    if len(daemons) > 1:
+        local_plugin = []
+        for host in daemons:
+            hv = hostvars.get(host) or {}
+            backend = _literal(hv, "storage_backend", "local")
+            plugin = _literal(hv, "storage_plugin_backend", "aws_s3" if backend == "s3" else "local")
+            if plugin == "local":
+                local_plugin.append(host)
+        if local_plugin:
+            errors.append(
+                "%s: storage_plugin_backend is 'local' but there are %d dify_plugin_daemon hosts (%s); "
+                "installed plugins would exist on one of them only. Keep one plugin daemon host, or set "
+                "storage_plugin_backend: aws_s3 with storage_plugin_s3_bucket."
+                % (_hosts_text(local_plugin), len(daemons), _hosts_text(daemons))
+            )
+    return errors
+
+
 def _walk(value, path):
     """(path, leaf) for every leaf of nested dicts/lists."""
     if isinstance(value, dict):
@@ -186,6 +231,18 @@ def _walk(value, path):
 def _is_inventory_var(name):
     return (isinstance(name, string_types) and name not in MAGIC_VARS
             and not name.startswith("ansible_") and not name.startswith("__"))
+
+
+# ansible_* variables the checks read (facts and connection settings).
+CHECKED_ANSIBLE_VARS = frozenset((
+    "ansible_facts", "ansible_host", "ansible_connection", "ansible_distribution",
+    "ansible_distribution_release", "ansible_distribution_major_version",
+))
+
+
+def is_checked_var(name):
+    """Whether preflight reads this host variable (inventory variables and a few facts)."""
+    return _is_inventory_var(name) or name in CHECKED_ANSIBLE_VARS
 
 
 def _inventory_vars(groups, hostvars):
@@ -307,6 +364,7 @@ def check_fleet(groups, hostvars, argument_specs=None, plan_errors=(), required_
     errors.extend(check_facts(groups, hostvars, unreachable or ()))
     errors.extend(check_argument_specs(groups, hostvars, argument_specs))
     errors.extend(check_tls(groups, hostvars))
+    errors.extend(check_storage(groups, hostvars))
     errors.extend(check_sample_secrets(groups, hostvars))
     for err in plan_errors or ():
         if err not in errors:

@@ -25,17 +25,23 @@ description:
     C(max_connections), memory of shared hosts) are checked by M(difyops.fleet.fleet_plan); pass its
     C(errors) in O(plan_errors) to report them in the same list.
   - "Read-only. Runs on the controller (C(delegate_to: localhost), C(run_once))."
+  - The storage rule - more than one api/worker host needs shared file storage (C(storage_backend) nfs,
+    shared or s3), and more than one plugin daemon host needs C(storage_plugin_backend=aws_s3).
 options:
   groups:
-    description: Inventory groups, group name to list of host names (C(groups)).
+    description:
+      - Inventory groups, group name to list of host names.
+      - Defaults to the play's C(groups).
     type: dict
-    required: true
   hostvars:
     description:
       - Host name to that host's variables and facts (C(hostvars) after facts were gathered).
+      - When omitted, the action reads each fleet host's variables from the play's C(hostvars) one at a
+        time; a variable whose template cannot be rendered on the controller (it needs facts of a host
+        outside the play, say) keeps its template text and is treated as not a literal value, instead
+        of failing the whole check. This is the recommended use.
       - It holds secrets - run the task with C(no_log) and report RV(errors) in a later task.
     type: dict
-    required: true
   argument_specs:
     description:
       - Role name to the content of that role's C(meta/argument_specs.yml).
@@ -73,8 +79,6 @@ seealso:
 EXAMPLES = r"""
 - name: Check the fleet (secrets are in hostvars, so the result is not shown)
   difyops.fleet.fleet_preflight:
-    groups: "{{ groups }}"
-    hostvars: "{{ hostvars }}"
     argument_specs:
       nginx: "{{ lookup('ansible.builtin.file', 'roles/nginx/meta/argument_specs.yml') | from_yaml }}"
     plan_errors: "{{ capacity.errors | default([]) }}"
@@ -114,19 +118,24 @@ from ansible_collections.difyops.fleet.plugins.module_utils.preflight import (
 )
 
 
+ARGUMENT_SPEC = dict(
+    groups=dict(type="dict"),
+    hostvars=dict(type="dict"),
+    argument_specs=dict(type="dict", default={}),
+    plan_errors=dict(type="list", elements="str", default=[]),
+    unreachable_hosts=dict(type="list", elements="str", default=[]),
+    required_groups=dict(type="list", elements="str", default=list(REQUIRED_GROUPS)),
+)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            groups=dict(type="dict", required=True),
-            hostvars=dict(type="dict", required=True),
-            argument_specs=dict(type="dict", default={}),
-            plan_errors=dict(type="list", elements="str", default=[]),
-            unreachable_hosts=dict(type="list", elements="str", default=[]),
-            required_groups=dict(type="list", elements="str", default=list(REQUIRED_GROUPS)),
-        ),
-        supports_check_mode=True,
-    )
+    # The action plugin (plugins/action/fleet_preflight.py) normally runs the
+    # checks on the controller; this module is the same check for a direct run.
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     p = module.params
+    if p["groups"] is None or p["hostvars"] is None:
+        module.fail_json(msg="fleet_preflight run as a module needs groups and hostvars; "
+                             "through its action plugin (the normal task) both default to the play's.")
     errors = check_fleet(p["groups"], p["hostvars"], p["argument_specs"], p["plan_errors"],
                          p["required_groups"], p["unreachable_hosts"])
     checked = len(fleet_hosts(p["groups"]))

@@ -43,6 +43,8 @@ BAD = {
     "unreachable_host": ["edge: cannot be reached (ansible_host=127.0.0.1, ansible_connection=ssh)",
                          "ansible edge -m ansible.builtin.ping"],
     "many_problems": ["3 problems", "dify_beat", "nginx_server_name", "redis_password is 'difyai123456'"],
+    "local_storage_two_app_hosts": ["app, app2: storage_backend is 'local' but the fleet has 2 api/worker hosts",
+                                    "storage_backend: shared"],
     "unsupported_os": ["edge: runs Ubuntu 22 (jammy)", "Debian 12 (bookworm) and 13 (trixie)"],
 }
 

@@ -149,3 +149,52 @@ def test_required_groups():
 def test_format_numbers_every_problem():
     text = pf.format_errors(["a", "b"])
     assert text.splitlines() == ["Preflight refused the fleet; nothing was changed. 2 problems:", "1. a", "2. b"]
+
+
+FLEET_GROUPS = dict(GROUPS, all=["data", "app1", "app2", "edge"], dify_api=["app1", "app2"],
+                    dify_worker=["app2"], dify_beat=["app2"], dify_web=["app1"], dify_plugin_daemon=["app1"])
+
+
+def fleet_hostvars(**extra):
+    hv = dict((h, {"ansible_facts": dict(DEBIAN)}) for h in FLEET_GROUPS["all"])
+    hv["edge"]["nginx_server_name"] = "dify.example.com"
+    for host, vars_ in extra.items():
+        hv[host].update(vars_)
+    return hv
+
+
+def test_local_storage_on_several_app_hosts_is_refused():
+    (err,) = pf.check_storage(FLEET_GROUPS, fleet_hostvars())
+    assert err.startswith("app1, app2: storage_backend is 'local' but the fleet has 2 api/worker hosts")
+    assert "storage_backend: shared" in err and "storage_nfs_src" in err and "storage_s3_bucket" in err
+
+
+def test_shared_storage_on_every_app_host_passes_and_one_local_host_is_named():
+    shared = {"storage_backend": "shared"}
+    assert pf.check_storage(FLEET_GROUPS, fleet_hostvars(app1=shared, app2=shared)) == []
+    (err,) = pf.check_storage(FLEET_GROUPS, fleet_hostvars(app1=shared))
+    assert err.startswith("app2: storage_backend is 'local'")
+
+
+def test_one_app_host_may_keep_local_storage():
+    assert pf.check_storage(GROUPS, hostvars()) == []
+
+
+def test_several_plugin_daemons_need_s3_plugin_storage():
+    groups = dict(FLEET_GROUPS, dify_plugin_daemon=["app1", "app2"])
+    s3 = {"storage_backend": "s3"}
+    assert pf.check_storage(groups, fleet_hostvars(app1=s3, app2=s3)) == []
+    nfs = {"storage_backend": "nfs"}
+    (err,) = pf.check_storage(groups, fleet_hostvars(app1=nfs, app2=nfs))
+    assert "storage_plugin_backend is 'local' but there are 2 dify_plugin_daemon hosts" in err
+
+
+def test_a_templated_backend_is_not_judged():
+    tpl = {"storage_backend": "{{ my_backend }}"}
+    assert pf.check_storage(FLEET_GROUPS, fleet_hostvars(app1=tpl, app2=tpl)) == []
+
+
+def test_checked_vars_are_inventory_vars_and_facts():
+    assert pf.is_checked_var("nginx_server_name") and pf.is_checked_var("ansible_facts")
+    assert not pf.is_checked_var("hostvars") and not pf.is_checked_var("ansible_ssh_private_key_file")
+    assert not pf.is_checked_var("__internal")
