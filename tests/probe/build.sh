@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Build the Dify contract probe image from the lab base image and save it as a
 # docker-archive tarball, the format `docker load` (dify_images_archive) reads.
-# Usage: tests/probe/build.sh OUTPUT.tar   (reuses the image when probe files are unchanged)
+# Usage: tests/probe/build.sh OUTPUT.tar [RELEASE]
+#   RELEASE (default lab): the image tag. Another release (e.g. next) is the
+#   same probe with its own label, so a different image ID: what the lab's
+#   upgrade test rolls the fleet to.
+# Reuses the image and the tarball when the probe files are unchanged.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:?usage: build.sh OUTPUT.tar}
+out=${1:?usage: build.sh OUTPUT.tar [RELEASE]}
+release=${2:-lab}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/../../lab/containers.conf}
 tag=$(cat "$here/Containerfile" "$here/probe.py" | sha256sum | cut -c1-12)
-image=localhost/difyops-probe:lab
+image=localhost/difyops-probe:$release
 have=$(podman image inspect --format '{{ index .Labels "difyops.probe.hash" }}' "$image" 2>/dev/null || true)
 if [ "$have" != "$tag" ]; then
-  podman build --network host --label "difyops.probe.hash=$tag" -t "$image" -f "$here/Containerfile" "$here" >&2
+  podman build --network host --label "difyops.probe.hash=$tag" --label "difyops.probe.release=$release" \
+    -t "$image" -f "$here/Containerfile" "$here" >&2
 fi
 if [ ! -s "$out" ] || [ "$(cat "$out.id" 2>/dev/null)" != "$tag" ]; then
   mkdir -p "$(dirname "$out")"

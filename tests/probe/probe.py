@@ -335,6 +335,9 @@ class Handler(BaseHTTPRequestHandler):
         data = json.dumps(obj).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
+        # Which service on which host answered (the fleet test counts them
+        # behind the edge's load balancing).
+        self.send_header("X-Difyops-Probe", "%s@%s" % (MODE, HOST))
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -343,6 +346,10 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if path in ("/health", "/health/check", "/"):
             return self._send(200, {"status": "ok", "mode": MODE, "host": HOST})
+        if MODE == "api" and path == "/console/api/setup":
+            # What Dify's api answers before the first admin exists; the
+            # fleet's smoke check asks it through the edge.
+            return self._send(200, {"step": "not_started"})
         if path == "/probe":
             with LOCK:
                 return self._send(200, REPORT)
