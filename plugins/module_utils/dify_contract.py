@@ -69,6 +69,40 @@ SHARED_SECRETS = {
                              ("plugin_daemon", "DIFY_INNER_API_KEY")],
     "database password": [(s, "DB_PASSWORD") for s in API_FAMILY] + [("plugin_daemon", "DB_PASSWORD")],
     "redis password": [(s, "REDIS_PASSWORD") for s in API_FAMILY] + [("plugin_daemon", "REDIS_PASSWORD")],
+    "weaviate API key": [(s, "WEAVIATE_API_KEY") for s in API_FAMILY],
+    "qdrant API key": [(s, "QDRANT_API_KEY") for s in API_FAMILY],
+}
+
+# What a vector store needs before Dify can reach it, per VECTOR_STORE: each
+# entry is (names, hint); at least one of the names must be non-empty on the
+# services that read or write vectors. pgvector is always complete (it
+# defaults to Dify's own database).
+VECTOR_STORE_SERVICES = ("api", "worker")
+VECTOR_REQUIRED = {
+    "weaviate": (
+        (("WEAVIATE_ENDPOINT",), "set dify_weaviate_endpoint (an external Weaviate, http(s)://host:8080) or put "
+                                 "a host in group dify_vector (the vector_store role runs Weaviate there)"),
+        (("WEAVIATE_API_KEY",), "it comes from difyops_secrets.weaviate_api_key: put your Weaviate's API key "
+                                "in the secrets file (generated there when group dify_vector runs Weaviate)"),
+    ),
+    "qdrant": (
+        (("QDRANT_URL",), "set dify_qdrant_url (an external Qdrant, http(s)://host:6333) or put a host in "
+                          "group dify_vector (the vector_store role runs Qdrant there)"),
+        (("QDRANT_API_KEY",), "it comes from difyops_secrets.qdrant_api_key: put your Qdrant's API key in the "
+                              "secrets file (generated there when group dify_vector runs Qdrant)"),
+    ),
+    "milvus": ((("MILVUS_URI",), "set it in dify_vector_env"),),
+    "chroma": ((("CHROMA_HOST",), "set it in dify_vector_env"),),
+    "opensearch": ((("OPENSEARCH_HOST",), "set it in dify_vector_env"),),
+    "elasticsearch": ((("ELASTICSEARCH_HOST", "ELASTICSEARCH_CLOUD_URL"), "set one in dify_vector_env"),),
+    "elasticsearch-ja": ((("ELASTICSEARCH_HOST", "ELASTICSEARCH_CLOUD_URL"), "set one in dify_vector_env"),),
+}
+
+# URL variables whose scheme Dify's clients parse.
+URL_SCHEMES = {
+    "WEAVIATE_ENDPOINT": ("http://", "https://"),
+    "WEAVIATE_GRPC_ENDPOINT": ("grpc://", "grpcs://"),
+    "QDRANT_URL": ("http://", "https://"),
 }
 
 # Dify's public sample values: one list for the whole collection (module_utils/secrets).
@@ -94,7 +128,7 @@ MASK = "********"
 # Compose service names that mean nothing on a fleet.
 COMPOSE_HOSTS = ("db_postgres", "db_mysql", "redis", "sandbox", "plugin_daemon", "api", "web", "ssrf_proxy",
                  "weaviate", "qdrant", "pgvector", "milvus-standalone", "agent_backend")
-ADDRESS_NAME = re.compile(r"(_HOST|_URL|_ENDPOINT|_SENTINELS|_PROXY|_CLUSTERS)$|^HTTPS?_PROXY$")
+ADDRESS_NAME = re.compile(r"(_HOST|_URL|_URI|_ENDPOINT|_SENTINELS|_PROXY|_CLUSTERS)$|^HTTPS?_PROXY$")
 COMPOSE_HOST_RE = re.compile(r"(^|://|@|[,;])(%s)(:\d+|/|$|,|;)" % "|".join(re.escape(h) for h in COMPOSE_HOSTS))
 
 
@@ -176,6 +210,38 @@ def _build_redis_env(ctx):
     return env
 
 
+def vector_env(store, ctx):
+    """WEAVIATE_* / QDRANT_* for an external endpoint or the fleet's own container.
+
+    Addresses come from ``ctx['weaviate']`` (endpoint, grpc_endpoint,
+    tokenization) or ``ctx['qdrant']`` (url, client_timeout, grpc_enabled,
+    grpc_port, replication_factor); the API key always comes from the fleet's
+    secrets (``weaviate_api_key`` / ``qdrant_api_key``). Empty settings are
+    left out, so validation names what is missing. Other stores take their
+    variables from ``ctx['vector_env']``.
+    """
+    secrets = ctx.get("secrets") or {}
+    env = {}
+    if store == "weaviate":
+        w = ctx.get("weaviate") or {}
+        for key, name in (("endpoint", "WEAVIATE_ENDPOINT"), ("grpc_endpoint", "WEAVIATE_GRPC_ENDPOINT"),
+                          ("tokenization", "WEAVIATE_TOKENIZATION")):
+            if w.get(key) not in (None, ""):
+                env[name] = _s(w[key])
+        if secrets.get("weaviate_api_key"):
+            env["WEAVIATE_API_KEY"] = secrets["weaviate_api_key"]
+    elif store == "qdrant":
+        q = ctx.get("qdrant") or {}
+        for key, name in (("url", "QDRANT_URL"), ("client_timeout", "QDRANT_CLIENT_TIMEOUT"),
+                          ("grpc_enabled", "QDRANT_GRPC_ENABLED"), ("grpc_port", "QDRANT_GRPC_PORT"),
+                          ("replication_factor", "QDRANT_REPLICATION_FACTOR")):
+            if q.get(key) not in (None, ""):
+                env[name] = _s(q[key])
+        if secrets.get("qdrant_api_key"):
+            env["QDRANT_API_KEY"] = secrets["qdrant_api_key"]
+    return env
+
+
 def _api_family(service, ctx):
     secrets = ctx.get("secrets") or {}
     db = ctx.get("db") or {}
@@ -229,6 +295,7 @@ def _api_family(service, ctx):
             "PGVECTOR_MIN_CONNECTION": _s(vdb.get("min_connection", 1)),
             "PGVECTOR_MAX_CONNECTION": _s(vdb.get("max_connection", 5)),
         })
+    env.update(vector_env(env["VECTOR_STORE"], ctx))
     env.update(ctx.get("vector_env") or {})
     storage = dict(ctx.get("storage_env") or {"STORAGE_TYPE": "opendal", "OPENDAL_SCHEME": "fs",
                                               "OPENDAL_FS_ROOT": "storage"})
@@ -382,6 +449,14 @@ def validate_service(service, env, version=DEFAULT_VERSION, allow_unknown=()):
     for name in REQUIRED_SECRETS[service]:
         if not env.get(name):
             errors.append("%s: %s is empty; it comes from difyops_secrets" % (service, name))
+    for name, schemes in sorted(URL_SCHEMES.items()):
+        if env.get(name) and not env[name].lower().startswith(schemes):
+            errors.append("%s: %s=%r must start with %s" % (service, name, env[name], " or ".join(schemes)))
+    if service in VECTOR_STORE_SERVICES:
+        store = env.get("VECTOR_STORE", "")
+        for names, hint in VECTOR_REQUIRED.get(store, ()):
+            if not any(env.get(n) for n in names):
+                errors.append("%s: VECTOR_STORE=%s needs %s; %s" % (service, store, " or ".join(names), hint))
     if service in ("api", "worker", "beat") and env.get("MIGRATION_ENABLED") != "false":
         errors.append("%s: MIGRATION_ENABLED must be false on long-running services (the migration job runs "
                       "once)" % service)

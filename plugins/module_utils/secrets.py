@@ -92,8 +92,9 @@ ROTATION_TIERS = {
     "sandbox_api_key": ("dify",),
     "plugin_daemon_key": ("dify",),
     "plugin_inner_api_key": ("dify",),
-    "weaviate_api_key": ("dify",),
-    "qdrant_api_key": ("dify",),
+    # The fleet's own Weaviate/Qdrant (group dify_vector) and Dify switch together.
+    "weaviate_api_key": ("vector_store", "dify"),
+    "qdrant_api_key": ("vector_store", "dify"),
     "init_password": (),
 }
 

@@ -17,7 +17,7 @@ description:
   - Validation refuses unknown variable names (unless listed in O(allow_unknown)),
     values outside the allowed choices (C(DB_TYPE), C(STORAGE_TYPE), C(VECTOR_STORE),
     C(LOG_OUTPUT_FORMAT), ...), docker-compose host names (C(db_postgres), C(redis),
-    C(sandbox), C(plugin_daemon), C(api), C(ssrf_proxy), C(weaviate)) in address
+    C(sandbox), C(plugin_daemon), C(api), C(ssrf_proxy), C(weaviate), C(qdrant)) in address
     variables, empty or public sample secrets, secrets that differ between services
     that must share them, and C(MIGRATION_ENABLED) other than C(false) on long-running
     services. Nothing is written when validation fails.
@@ -45,15 +45,25 @@ options:
         internal_files), C(sizing) (gunicorn_workers, celery_concurrency,
         celery_autoscale, celery_use_autoscale, sqlalchemy_pool_size,
         sqlalchemy_max_overflow, plugin_db_max_open_conns, plugin_db_max_idle_conns),
-        C(storage_env), C(plugin_storage_env), C(vector_store), C(vector_env),
-        C(pgvector), C(log_format), C(log_level), C(sentry), C(otel_env), C(ports).
+        C(storage_env), C(plugin_storage_env), C(vector_store) (default C(pgvector)),
+        C(pgvector) (host, port, user, database, min_connection, max_connection; default
+        Dify's own database), C(weaviate) (endpoint, grpc_endpoint, tokenization),
+        C(qdrant) (url, client_timeout, grpc_enabled, grpc_port, replication_factor),
+        C(vector_env) (any other vector store's variables, applied last), C(log_format),
+        C(log_level), C(sentry), C(otel_env), C(ports).
+      - With C(vector_store=weaviate) the api and worker need C(WEAVIATE_ENDPOINT) and
+        C(WEAVIATE_API_KEY); with C(qdrant), C(QDRANT_URL) and C(QDRANT_API_KEY); with
+        C(milvus), C(chroma), C(opensearch) or C(elasticsearch) their address variable.
+        Endpoints must be C(http(s)://) (C(grpc(s)://) for C(WEAVIATE_GRPC_ENDPOINT)).
     type: dict
     required: true
   secrets:
     description:
       - "The fleet's secrets (keys of C(difyops_secrets)) used here: C(secret_key), C(db_password), C(redis_password), C(redis_sentinel_password),
         C(sandbox_api_key), C(plugin_daemon_key), C(plugin_inner_api_key), and
-        optionally C(pgvector_password)."
+        optionally C(pgvector_password), C(weaviate_api_key) (C(WEAVIATE_API_KEY) when
+        C(vector_store=weaviate)) and C(qdrant_api_key) (C(QDRANT_API_KEY) when
+        C(vector_store=qdrant)). Dify's public sample keys are refused."
     type: dict
     required: true
   extra_env:
@@ -110,6 +120,18 @@ EXAMPLES = r"""
         plugin_daemon: http://10.0.0.42:5002
         ssrf_proxy: http://10.0.0.51:3128
       sizing: {gunicorn_workers: 5, sqlalchemy_pool_size: 10, sqlalchemy_max_overflow: 5}
+    secrets: "{{ difyops_secrets }}"
+
+- name: Write the worker env file, vectors in an external Weaviate (key in difyops_secrets.weaviate_api_key)
+  difyops.fleet.dify_env:
+    service: worker
+    dest: /etc/dify/worker.env
+    context:
+      db: {host: 10.0.0.11}
+      redis: {host: 10.0.0.21}
+      urls: {api: "http://10.0.0.31:5001", sandbox: "http://10.0.0.41:8194", plugin_daemon: "http://10.0.0.42:5002"}
+      vector_store: weaviate
+      weaviate: {endpoint: "http://10.0.0.61:8080", grpc_endpoint: "grpc://10.0.0.61:50051"}
     secrets: "{{ difyops_secrets }}"
 """
 
