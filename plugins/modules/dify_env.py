@@ -54,7 +54,8 @@ options:
       - With C(vector_store=weaviate) the api and worker need C(WEAVIATE_ENDPOINT) and
         C(WEAVIATE_API_KEY); with C(qdrant), C(QDRANT_URL) and C(QDRANT_API_KEY); with
         C(milvus), C(chroma), C(opensearch) or C(elasticsearch) their address variable.
-        Endpoints must be C(http(s)://) (C(grpc(s)://) for C(WEAVIATE_GRPC_ENDPOINT)).
+        Endpoints must start with C(http://) or C(https://) (C(grpc://) or C(grpcs://) for
+        C(WEAVIATE_GRPC_ENDPOINT)).
     type: dict
     required: true
   secrets:
