@@ -16,8 +16,8 @@ benchmarks/capacity/README.md and the module documentation):
   fraction and the gunicorn/celery reserve already leave room for the OS);
 * a host with several keeps ``OS_RESERVE_MB`` for the OS, a fixed budget for
   each light service (``LIGHT_MB``), and splits the rest among the heavy
-  tiers present by weight (``HEAVY_WEIGHTS``: postgresql 4, redis 2, api 3,
-  worker 3), overridable per host with ``difyops_memory_weights``.
+  tiers present by weight (``HEAVY_WEIGHTS``: postgresql 4, mysql 4, redis 2,
+  vector 2, api 3, worker 3), overridable per host with ``difyops_memory_weights``.
 """
 
 from __future__ import (absolute_import, division, print_function)
@@ -30,8 +30,10 @@ from ansible_collections.difyops.fleet.plugins.module_utils import capacity as c
 # inventory group -> tier name used in the plan
 GROUP_TIERS = (
     ("dify_postgres", "postgresql"),
+    ("dify_mysql", "mysql"),
     ("dify_redis", "redis"),
     ("dify_sentinel", "sentinel"),
+    ("dify_vector", "vector"),
     ("dify_api", "api"),
     ("dify_worker", "worker"),
     ("dify_beat", "beat"),
@@ -41,7 +43,7 @@ GROUP_TIERS = (
     ("dify_ssrf_proxy", "ssrf_proxy"),
     ("dify_edge", "edge"),
 )
-HEAVY_WEIGHTS = {"postgresql": 4, "redis": 2, "api": 3, "worker": 3}
+HEAVY_WEIGHTS = {"postgresql": 4, "mysql": 4, "redis": 2, "vector": 2, "api": 3, "worker": 3}
 LIGHT_MB = {
     "sentinel": 64,
     "beat": 512,
@@ -69,6 +71,9 @@ OVERRIDE_DEFAULTS = {
     "postgresql_version": 17,
     "postgresql_tune_profile": "web",
     "postgresql_tune_storage": "ssd",
+    # MySQL / MariaDB (DB_TYPE=mysql, group dify_mysql)
+    "mysql_max_connections": None,
+    "mysql_tune_storage": "ssd",
     # Redis
     "redis_maxmemory": None,
     "redis_maxmemory_fraction": 0.5,
@@ -459,8 +464,9 @@ def build_plan(groups, hosts, overrides=None):
             if dmo is not None:
                 entry["plugin_daemon_db_max_open_conns"] = dmo
 
-        if "postgresql" in tiers:
-            committed["postgresql"] = split["postgresql"]
+        for t in ("postgresql", "mysql", "vector"):
+            if t in tiers:
+                committed[t] = split[t]
         entry["memory_committed_mb"] = sum(committed.values())
         if entry["memory_committed_mb"] > memory_mb and len(ctx.errors) == errors_before:
             ctx.errors.append(
@@ -575,6 +581,7 @@ def build_plan(groups, hosts, overrides=None):
                     "dify_gunicorn_workers) or put PgBouncer in front of PostgreSQL"
                     % (h, need, settings["shared_buffers"], settings["max_connections"],
                        settings["work_mem"], cap.PG_BACKEND_OVERHEAD_MB, share, h))
+        _plan_mysql(ctx, plan_hosts, _members(groups, "dify_mysql"), budget)
     else:
         fleet["connection_budget"] = None
         fleet["max_connections"] = None
@@ -590,6 +597,36 @@ def build_plan(groups, hosts, overrides=None):
     fleet["pgvector_max_connection"] = pgv_pool
     fleet["plugin_daemon_db_max_open_conns"] = max(dmo_all) if dmo_all else None
     return {"fleet": fleet, "hosts": plan_hosts}
+
+
+def _plan_mysql(ctx, plan_hosts, mysql_hosts, budget):
+    """InnoDB settings for every dify_mysql host, sized for its memory share and
+    the fleet's connection budget (the same Dify pools connect to it)."""
+    for h in mysql_hosts:
+        entry = plan_hosts.get(h) or {}
+        if "memory_split" not in entry:
+            continue
+        mc, explicit = ctx.number(h, "mysql_max_connections", integer=True, minimum=10)
+        if explicit and mc is not None and mc < budget["required"]:
+            ctx.errors.append(
+                "MySQL connection budget exceeded on %s: the fleet can open %d connections but "
+                "mysql_max_connections is %d; remove the override (the plan then sets %d) or set it to at "
+                "least %d" % (h, budget["required"], mc, budget["max_connections"], budget["required"]))
+            continue
+        max_connections = mc if explicit and mc is not None else budget["max_connections"]
+        storage = ctx.var(h, "mysql_tune_storage")[0]
+        share = entry["memory_split"]["mysql"]
+        try:
+            settings = cap.innodb_tune(entry["memory_mb"], entry["cpus"], max_connections=max_connections,
+                                       memory_fraction=min(1.0, share / float(entry["memory_mb"])),
+                                       storage=storage)
+        except cap.CapacityError as exc:
+            ctx.errors.append("mysql on %s: %s (mysql_tune_storage, difyops_memory_weights)" % (h, exc))
+            continue
+        entry["mysql"] = settings
+        entry["why"]["mysql"] = ("InnoDB sizing (%s) for %d MiB and max_connections %d (%s)"
+                                 % (storage, share, max_connections,
+                                    "set by mysql_max_connections" if explicit else "the fleet's budget"))
 
 
 # --------------------------------------------------------------------------
@@ -677,6 +714,10 @@ def render_report(plan, title="Dify fleet capacity plan"):
             out.append("| postgresql | %s | %s |" % (e.get("postgresql_role"), _cell(why.get("postgresql"))))
             for k, v in e["postgresql"].items():
                 out.append("| postgresql.%s | %s | PGTune |" % (k, _cell(v)))
+        if "mysql" in e:
+            out.append("| mysql | %s | %s |" % ("InnoDB", _cell(why.get("mysql"))))
+            for k, v in e["mysql"].items():
+                out.append("| mysql.%s | %s | innodb_tune |" % (k, _cell(v)))
     out.append("")
     return "\n".join(out)
 

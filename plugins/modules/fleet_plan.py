@@ -25,8 +25,12 @@ description:
     over-committed on a host; a host without memory facts; a bad number in an override.
   - Memory of a host that runs several services - the OS keeps 512 MiB, each light service a fixed
     budget (sentinel 64, beat 512, web 512, sandbox 512, plugin_daemon 1024, ssrf_proxy 128, edge 128 MiB),
-    and the rest is split among the heavy tiers present by weight (postgresql 4, redis 2, api 3,
-    worker 3; per host C(difyops_memory_weights)). A host with one service gives it all its RAM.
+    and the rest is split among the heavy tiers present by weight (postgresql 4, mysql 4, redis 2,
+    vector 2 (Weaviate/Qdrant on C(dify_vector)), api 3, worker 3; per host C(difyops_memory_weights)).
+    A host with one service gives it all its RAM.
+  - MySQL/MariaDB hosts (group C(dify_mysql)) get InnoDB settings (M(difyops.fleet.innodb_tune) logic) for
+    their memory share, with C(max_connections) from the same connection budget; an explicit
+    C(mysql_max_connections) below the budget is refused.
   - Host variables (group_vars/host_vars) override computed values; O(overrides) gives fleet-wide values
     for hosts that do not set them. Variables read - C(difyops_memory_mb), C(difyops_cpus),
     C(difyops_memory_weights), C(difyops_ha), C(postgresql_max_connections), C(postgresql_version),
@@ -35,7 +39,7 @@ description:
     C(dify_celery_concurrency), C(dify_celery_pool), C(dify_celery_task_mb), C(dify_celery_process_mb),
     C(dify_sqlalchemy_pool_size), C(dify_sqlalchemy_max_overflow), C(dify_vector_store),
     C(dify_pgvector_max_connection), C(dify_plugin_daemon_db_max_open_conns), C(difyops_pg_admin_connections),
-    C(difyops_pg_superuser_reserved_connections).
+    C(difyops_pg_superuser_reserved_connections), C(mysql_max_connections), C(mysql_tune_storage).
   - Writes an optional Markdown capacity report on the controller (a table per host - RAM, CPUs, each
     computed value and why). Check mode reports whether the report would change; diff mode shows how.
   - The action plugin of the same name runs everything on the controller and, when O(hostvars) is
@@ -119,7 +123,8 @@ plan:
       C(plugin_daemon_db_max_open_conns), C(host_count)."
     - "C(hosts) - per inventory host C(tiers), C(memory_mb), C(cpus), C(memory_split) (MiB per service),
       C(memory_committed_mb), C(why) (one sentence per computed value), and for the tiers it runs
-      C(postgresql) (settings dict), C(postgresql_role), C(postgresql_memory_need_mb); C(redis_maxmemory)
+      C(postgresql) (settings dict), C(postgresql_role), C(postgresql_memory_need_mb); C(mysql) (InnoDB settings
+      dict); C(redis_maxmemory)
       (bytes), C(redis_maxmemory_human), C(redis_maxmemory_policy); C(gunicorn_workers);
       C(celery_concurrency), C(celery_autoscale) ([min, max]), C(celery_pool); C(sqlalchemy_pool_size),
       C(sqlalchemy_max_overflow), C(db_processes), C(db_connections); C(plugin_daemon_db_max_open_conns)."

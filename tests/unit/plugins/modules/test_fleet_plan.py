@@ -25,7 +25,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.d
 COLLECTIONS = os.path.join(ROOT, ".collections")
 MODULE = os.path.join(ROOT, "plugins", "modules", "fleet_plan.py")
 BIN = os.path.dirname(sys.executable)
-ALL_GROUPS = [pair[0] for pair in cp.GROUP_TIERS]
+# every group an all-in-one host sits in (the optional MySQL and vector-store
+# groups are not part of a default fleet)
+ALL_GROUPS = [pair[0] for pair in cp.GROUP_TIERS if pair[0] not in ("dify_mysql", "dify_vector")]
 
 
 def host(mem, cpus):
@@ -125,6 +127,33 @@ def test_all_in_one_host_splits_memory():
     assert e["memory_committed_mb"] <= 16384
     # a single Redis host: Sentinel HA is not asked for, one Sentinel is accepted
     assert plan["fleet"]["sentinel_quorum"] == 1
+
+
+def test_mysql_hosts_get_innodb_settings_for_the_fleet_budget():
+    groups, hosts = split_fleet()
+    groups = dict(groups, dify_mysql=["my1"], dify_vector=["vec1"])
+    hosts = dict(hosts, my1=host(8192, 4), vec1=host(4096, 2))
+    plan = cp.build_plan(groups, hosts)
+    mc = plan["fleet"]["max_connections"]
+    e = plan["hosts"]["my1"]
+    assert e["tiers"] == ["mysql"] and e["memory_split"] == {"mysql": 8192}
+    assert e["mysql"] == cap.innodb_tune(8192, 4, max_connections=mc, memory_fraction=1.0)
+    assert "the fleet's budget" in e["why"]["mysql"]
+    assert plan["hosts"]["vec1"]["memory_split"] == {"vector": 4096}
+    # shared with the api: weights mysql 4, api 3
+    groups2 = dict(groups, dify_mysql=["app1"])
+    e2 = cp.build_plan(groups2, hosts)["hosts"]["app1"]
+    assert e2["memory_split"]["mysql"] > e2["memory_split"]["api"]
+    assert int(e2["mysql"]["innodb_buffer_pool_size"].rstrip("M")) < e2["memory_split"]["mysql"]
+
+
+def test_refuses_mysql_max_connections_below_the_budget():
+    groups, hosts = split_fleet()
+    groups = dict(groups, dify_mysql=["my1"])
+    hosts = dict(hosts, my1=dict(host(8192, 4), mysql_max_connections=20))
+    err = errors_of(groups, hosts)
+    assert "MySQL connection budget exceeded on my1" in err
+    assert "mysql_max_connections is 20" in err and "set it to at least" in err
 
 
 def test_memory_weights_override():
