@@ -8,8 +8,10 @@ from __future__ import annotations
 # The inventory groups every role and plugin of difyops.fleet uses.
 FLEET_GROUPS = (
     "dify_postgres",
+    "dify_mysql",
     "dify_redis",
     "dify_sentinel",
+    "dify_vector",
     "dify_api",
     "dify_worker",
     "dify_beat",
