@@ -44,7 +44,7 @@ VERSIONS = {
 DEFAULT_VERSION = "1.13.3"
 
 CHOICES = {
-    "DB_TYPE": ("postgresql",),
+    "DB_TYPE": ("postgresql", "mysql"),
     "STORAGE_TYPE": ("opendal", "s3", "aliyun-oss", "azure-blob", "baidu-obs", "clickzetta-volume",
                      "google-storage", "huawei-obs", "oci-storage", "tencent-cos", "volcengine-tos",
                      "supabase"),
@@ -284,6 +284,11 @@ def _api_family(service, ctx):
         env["SSRF_PROXY_HTTP_URL"] = urls["ssrf_proxy"]
         env["SSRF_PROXY_HTTPS_URL"] = urls["ssrf_proxy"]
     env.update(redis_env(ctx))
+    if env["VECTOR_STORE"] == "pgvector" and env["DB_TYPE"] != "postgresql" and not (ctx.get("pgvector") or {}).get("host"):
+        raise ContractError(
+            "VECTOR_STORE=pgvector needs PostgreSQL but DB_TYPE is %s and no pgvector host is set: set "
+            "dify_vector_store to weaviate or qdrant (with a dify_vector host or an external endpoint), or keep "
+            "a dify_postgres host for pgvector (dify_pgvector_host)" % env["DB_TYPE"])
     if env["VECTOR_STORE"] == "pgvector":
         vdb = ctx.get("pgvector") or {}
         env.update({

@@ -206,3 +206,27 @@ def test_env_from_the_redis_contract_filter_validates():
     assert envs["worker"]["CELERY_BROKER_URL"] == redis["CELERY_BROKER_URL"]
     assert "CELERY_BROKER_URL" not in envs["plugin_daemon"]
     assert envs["plugin_daemon"]["REDIS_SENTINELS"] == "10.0.0.21:26379,10.0.0.22:26379,10.0.0.23:26379"
+
+
+def test_mysql_database_type_reaches_every_service():
+    c = ctx(db={"type": "mysql", "host": "10.0.0.12", "port": 3306, "username": "dify", "database": "dify",
+                "plugin_database": "dify_plugin"},
+            vector_store="qdrant", qdrant={"url": "http://10.0.0.61:6333"},
+            secrets=dict(SECRETS, qdrant_api_key="qdrant-key-98765432"))
+    envs = dc.build_all(c)
+    assert dc.validate_all(envs) == []
+    for svc in ("api", "worker", "beat", "migration", "plugin_daemon"):
+        assert envs[svc]["DB_TYPE"] == "mysql" and envs[svc]["DB_HOST"] == "10.0.0.12"
+        assert envs[svc]["DB_PORT"] == "3306"
+    assert envs["plugin_daemon"]["DB_DATABASE"] == "dify_plugin"
+    assert not any(k.startswith("PGVECTOR_") for k in envs["api"])
+
+
+def test_mysql_with_pgvector_needs_a_postgresql_host():
+    db = {"type": "mysql", "host": "10.0.0.12", "port": 3306}
+    with pytest.raises(dc.ContractError) as err:
+        dc.build_all(ctx(db=db))
+    assert "VECTOR_STORE=pgvector needs PostgreSQL but DB_TYPE is mysql" in str(err.value)
+    envs = dc.build_all(ctx(db=db, pgvector={"host": "10.0.0.11", "port": 5432}))
+    assert envs["api"]["PGVECTOR_HOST"] == "10.0.0.11" and envs["api"]["DB_HOST"] == "10.0.0.12"
+    assert envs["api"]["PGVECTOR_PORT"] == "5432"
