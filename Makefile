@@ -1,6 +1,7 @@
 # difyops.fleet: the two commands a new user needs.
 #   make lab    bring up the lab (fleet layout) and converge site.yml on it
-#   make test   every test: unit, lint, sanity, build, molecule scenarios
+#   make test   every test: unit, lint, sanity, build, molecule scenarios,
+#               the whole fleet (converge, rerun, check, verify, upgrade under load)
 # Both install what they need (run as root on Debian).
 
 SHELL := /bin/bash
@@ -11,17 +12,17 @@ export PATH := $(VENV)/bin:$(PATH)
 export CONTAINERS_CONF := $(TOP)/lab/containers.conf
 export ANSIBLE_NOCOLOR := 1
 export PY_COLORS := 0
-LAYOUT ?= aio
+LAYOUT ?= fleet
 LAB_OS ?= trixie
 MOLECULE_JOBS ?= 3
 
 .PHONY: help bootstrap prereqs images lab lab-up lab-converge lab-idempotence lab-down lab-status \
-        test unit lint sanity build molecule clean
+        test unit lint sanity build molecule fleet clean
 
 help:
-	@echo "make lab         lab hosts (LAYOUT=aio|fleet|fleet14, LAB_OS=trixie|bookworm) + site.yml"
+	@echo "make lab         lab hosts (LAYOUT=fleet|aio|fleet14, LAB_OS=trixie|bookworm) + site.yml"
 	@echo "make lab-down    remove the lab hosts, network and generated inventory"
-	@echo "make test        unit + preflight tests, ansible-lint, ansible-test sanity, build, molecule"
+	@echo "make test        unit + preflight tests, ansible-lint, ansible-test sanity, build, molecule, fleet"
 
 # --- setup --------------------------------------------------------------
 prereqs:
@@ -61,7 +62,7 @@ lab-status:
 	python lab/lab.py status
 
 # --- tests --------------------------------------------------------------
-test: bootstrap images unit lint sanity build molecule
+test: bootstrap images unit lint sanity build molecule fleet
 
 unit:
 	python -m pytest -q -p no:cacheprovider tests/unit $(wildcard tests/preflight)
@@ -77,6 +78,11 @@ build:
 
 molecule:
 	MOLECULE_JOBS=$(MOLECULE_JOBS) bash scripts/test-molecule.sh
+
+# The production-shaped fleet over SSH: converge, rerun changed=0, --check
+# --diff, cross-host verify, upgrade under a request loop (no 5xx), verify.
+fleet:
+	bash scripts/test-fleet.sh fleet
 
 clean:
 	rm -rf build .pytest_cache

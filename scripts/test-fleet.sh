@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole fleet, end to end, the way a user runs it: lab hosts reached over
 # SSH, site.yml converged, rerun with changed=0 on every host, a
-# --check --diff run that reports no change. (Cross-host verification with
-# testinfra and the contract probe's reports is still to be written.)
-# Timings go to
-# build/fleet/timings.txt (see benchmarks/fleet/).
+# --check --diff run that reports no change, cross-host verification
+# (tests/fleet: testinfra and the contract probe's reports), then
+# playbooks/upgrade.yml rolling every Dify host to the probe's next image
+# while a request loop through the edge counts the answers (no 5xx, no
+# connection error allowed), and the verification again.
+# Timings and figures go to build/fleet/ (see benchmarks/fleet/).
 # Usage: scripts/test-fleet.sh [LAYOUT]   (default fleet)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,5 +51,44 @@ step idempotence ansible-playbook playbooks/site.yml -i inventories/lab
 no_changes "$out/idempotence.log"
 step check-diff ansible-playbook playbooks/site.yml -i inventories/lab --check --diff
 no_changes "$out/check-diff.log"
+grep -q 'First admin account: https://' "$out/converge.log" || { echo "no summary in the converge log"; exit 1; }
+step verify python -m pytest -q -p no:cacheprovider tests/fleet
+
+# Upgrade under load: every api/worker/beat/web/sandbox/daemon container
+# moves to localhost/difyops-probe:next (same probe, another image ID).
+lab_dir=$top/.lab
+cat >"$out/upgrade-vars.yml" <<VARS
+dify_version: "$(sed -n 's/^dify_version: "\(.*\)"/\1/p' roles/dify/defaults/main.yml)"
+dify_migrate_force: true
+dify_images_archive: $lab_dir/difyops-probe-next.tar
+dify_images:
+  api: localhost/difyops-probe:next
+  web: localhost/difyops-probe:next
+  sandbox: localhost/difyops-probe:next
+  plugin_daemon: localhost/difyops-probe:next
+VARS
+edge_ip=$(python -c "import yaml,sys; inv=yaml.safe_load(open('inventories/lab/hosts.yml'))['all']; \
+print(inv['hosts'][list(inv['children']['dify_edge']['hosts'])[0]]['ansible_host'])")
+touch "$out/upgrade.running"
+python scripts/request-loop.py --address "$edge_ip" --name dify.lab.test --path /console/api/setup \
+  --while "$out/upgrade.running" --out "$out/upgrade-requests.json" >/dev/null &
+loop=$!
+sleep 3
+set +e
+step upgrade ansible-playbook playbooks/upgrade.yml -i inventories/lab -e "@$out/upgrade-vars.yml"
+rc=$?
+set -e
+sleep 3
+rm -f "$out/upgrade.running"
+wait $loop
+[ $rc -eq 0 ] || exit $rc
+python - "$out/upgrade-requests.json" <<'PY' | tee -a "$out/timings.txt"
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("upgrade requests: %(requests)d in %(seconds)s s, 5xx: %(status_5xx)d, connection errors: %(connection_errors)d" % r)
+print("upgrade backends: %s" % ", ".join("%s=%d" % kv for kv in sorted(r["backends"].items())))
+sys.exit(0 if r["requests"] > 0 and r["status_5xx"] == 0 and r["connection_errors"] == 0 else 1)
+PY
+FLEET_EXPECT_IMAGE=localhost/difyops-probe:next step verify-upgraded python -m pytest -q -p no:cacheprovider tests/fleet
 grep -E 'tasks? |ok=' "$out/converge.log" | tail -n 12 >"$out/converge-recap.txt" || true
-echo "fleet: converge, idempotence and check --diff passed"
+echo "fleet: converge, idempotence, check --diff, verify, upgrade under load and verify passed"

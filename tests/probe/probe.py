@@ -23,6 +23,7 @@ MODE=migration records the run in table difyops_probe_migrations and exits.
 
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -386,22 +387,32 @@ def main():
         return
     if MODE not in CHECKS:
         sys.exit("unknown MODE %r" % MODE)
+    # SIGTERM (docker stop) as Dify's processes take it: stop accepting,
+    # finish the requests in flight, exit 0. As PID 1 a signal without a
+    # handler would be ignored and docker would kill after stop_timeout.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server = None
     if MODE in PORTS:
         var, default = PORTS[MODE].split(":")
         port = int(ENV.get(var) or default)
         server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        server.daemon_threads = False
         threading.Thread(target=server.serve_forever, daemon=True).start()
         REPORT["port"] = port
     interval = int(ENV.get("PROBE_INTERVAL", "5"))
-    while True:
+    while not stop.is_set():
         for fn in CHECKS[MODE]:
             fn()
         with LOCK:
             REPORT["rounds"] += 1
             REPORT["ok"] = all(c["ok"] for c in REPORT["checks"].values())
         write_report()
-        time.sleep(interval if not REPORT["ok"] else max(interval, 30))
-
+        stop.wait(interval if not REPORT["ok"] else max(interval, 30))
+    if server is not None:
+        server.shutdown()
+        server.server_close()  # joins the request threads still running
+    print(json.dumps({"ts": now(), "mode": MODE, "stopped": "SIGTERM"}))
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,267 @@
+"""Verify the converged lab fleet across hosts (scripts/test-fleet.sh runs it
+after converge, rerun and --check --diff).
+
+What a user of the fleet relies on, observed on the hosts: every Dify service
+(the contract probe in Dify's place) reports its real connections ok; both
+api hosts serve behind the edge; uploads are shared between api and worker
+hosts; the shared secrets agree; one beat; PostgreSQL streams to its replica;
+Sentinel agrees on one master; the firewall lets only the fleet's paths
+through.
+"""
+import hashlib
+import os
+import json
+import time
+
+import pytest
+
+from conftest import ADDRESSES, GROUPS, lab_host
+
+EDGE = GROUPS["dify_edge"][0]
+SERVER_NAME = "dify.lab.test"
+
+SERVICES = [(host, svc) for svc, group in (("api", "dify_api"), ("worker", "dify_worker"), ("beat", "dify_beat"),
+                                            ("web", "dify_web"), ("plugin_daemon", "dify_plugin_daemon"),
+                                            ("sandbox", "dify_sandbox"))
+            for host in GROUPS.get(group, [])]
+
+
+def probe_report(host, svc, seconds=90):
+    """The probe's latest report on HOST; waits for a round where every check passed."""
+    data = None
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        f = lab_host(host).file("/var/log/dify/probe-%s.json" % svc)
+        if f.exists:
+            data = json.loads(f.content_string)
+            if data.get("ok"):
+                return data
+        time.sleep(3)
+    return data
+
+
+@pytest.mark.parametrize("host,svc", SERVICES, ids=["%s-%s" % s for s in SERVICES])
+def test_every_service_reports_its_checks_ok(host, svc):
+    data = probe_report(host, svc)
+    assert data is not None, "no probe report for %s on %s" % (svc, host)
+    failed = dict((k, v) for k, v in data["checks"].items() if not v["ok"])
+    assert not failed, failed
+    assert data["ok"] is True
+
+
+def test_containers_run_only_where_their_group_says():
+    for host in GROUPS["dify_api"] + GROUPS["dify_worker"] + GROUPS["dify_web"] + GROUPS["dify_sandbox"]:
+        names = set(lab_host(host).check_output("docker ps --format '{{.Names}}'").split())
+        for svc, group in (("api", "dify_api"), ("worker", "dify_worker"), ("beat", "dify_beat"),
+                           ("web", "dify_web"), ("plugin_daemon", "dify_plugin_daemon"), ("sandbox", "dify_sandbox")):
+            assert (("dify-" + svc) in names) == (host in GROUPS[group]), (host, svc, names)
+
+
+def edge_get(path, n=1):
+    """N requests through the edge's nginx (TLS, pebble's certificate): [(status, answering probe)]."""
+    cmd = ("for i in $(seq %d); do curl -sk -o /dev/null -D - --resolve %s:443:127.0.0.1 https://%s%s "
+           "| tr -d '\\r' | awk 'NR==1{s=$2} tolower($1)==\"x-difyops-probe:\"{p=$2} END{print s, p}'; done"
+           % (n, SERVER_NAME, SERVER_NAME, path))
+    out = lab_host(EDGE).check_output(cmd)
+    return [tuple(line.split()) for line in out.splitlines() if line.strip()]
+
+
+def test_edge_balances_the_console_api_over_every_api_host():
+    answers = edge_get("/console/api/setup", n=24)
+    assert all(status == "200" for status, _who in answers), answers
+    seen = set(who for _s, who in answers)
+    assert seen == set("api@" + h for h in GROUPS["dify_api"]), seen
+
+
+def test_edge_routes_the_front_end_to_web_and_plugins_to_the_daemon():
+    assert set(edge_get("/", n=4)) == set([("200", "web@" + h) for h in GROUPS["dify_web"]])
+    status_who = edge_get("/e/hook", n=1)[0]
+    assert status_who[1] == "plugin_daemon@" + GROUPS["dify_plugin_daemon"][0], status_who
+
+
+def test_uploads_written_through_one_api_host_are_read_on_every_other():
+    token = "fleet-%d" % time.time()
+    first = GROUPS["dify_api"][0]
+    lab_host(first).check_output(
+        "docker exec dify-api sh -c 'echo %s > /app/api/storage/difyops-fleet-test'" % token)
+    for host in GROUPS["dify_api"][1:] + GROUPS["dify_worker"]:
+        svc = "api" if host in GROUPS["dify_api"] else "worker"
+        got = lab_host(host).check_output("docker exec dify-%s cat /app/api/storage/difyops-fleet-test" % svc)
+        assert got.strip() == token, host
+
+
+def env_file(host, svc):
+    env = {}
+    for line in lab_host(host).file("/etc/dify/%s.env" % svc).content_string.splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            env[k] = v
+    return env
+
+
+def env_values(host, svc, names):
+    env = env_file(host, svc)
+    return dict((n, hashlib.sha256(env.get(n, "").encode()).hexdigest()) for n in names if n in env)
+
+
+def test_shared_secrets_agree_across_hosts():
+    names = ["SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "CODE_EXECUTION_API_KEY", "PLUGIN_DAEMON_KEY",
+             "INNER_API_KEY_FOR_PLUGIN"]
+    seen = {}
+    for host, svc in SERVICES:
+        if svc not in ("api", "worker"):
+            continue
+        for name, digest in env_values(host, svc, names).items():
+            seen.setdefault(name, set()).add(digest)
+    assert set(seen) >= {"SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD"}
+    for name, digests in seen.items():
+        assert len(digests) == 1, "%s differs between api/worker hosts" % name
+
+
+def psql(host, sql, db="dify"):
+    return lab_host(host).check_output("runuser -u postgres -- psql -XAtq -d %s -c %s" % (db, quote(sql))).strip()
+
+
+def quote(s):
+    return "'" + s.replace("'", "'\"'\"'") + "'"
+
+
+def test_postgres_replica_streams_from_the_primary():
+    primary, replica = GROUPS["dify_postgres"][0], GROUPS["dify_postgres"][1]
+    assert psql(primary, "SELECT pg_is_in_recovery()") == "f"
+    assert psql(replica, "SELECT pg_is_in_recovery()") == "t"
+    assert ADDRESSES[replica] in psql(primary, "SELECT client_addr FROM pg_stat_replication WHERE state='streaming'")
+    token = "fleet-%d" % time.time()
+    psql(primary, "CREATE TABLE IF NOT EXISTS difyops_fleet_test (v text); INSERT INTO difyops_fleet_test VALUES ('%s')" % token)
+    for dummy in range(30):
+        if psql(replica, "SELECT count(*) FROM difyops_fleet_test WHERE v = '%s'" % token) == "1":
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("row not replicated to %s" % replica)
+
+
+def capacity_report():
+    """host -> {value: setting} and the fleet rows, from the capacity report preflight wrote."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "inventories", "lab", "capacity-report.md")
+    hosts, fleet, current = {}, {}, None
+    with open(path) as fh:
+        for line in fh:
+            if line.startswith("### "):
+                current = hosts.setdefault(line[4:].strip(), {})
+            elif line.startswith("| ") and current is None:
+                cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+                if len(cells) >= 2:
+                    fleet[cells[0]] = cells[1]
+            elif line.startswith("| ") and current is not None:
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                if len(cells) >= 2:
+                    current[cells[0]] = cells[1]
+    return hosts, fleet
+
+
+def test_postgres_runs_with_the_planned_max_connections_on_primary_and_replica():
+    dummy, fleet = capacity_report()
+    planned = int(fleet["max_connections (computed)"])
+    assert int(fleet["required"]) <= planned
+    for host in GROUPS["dify_postgres"]:
+        assert int(psql(host, "SHOW max_connections")) == planned, host
+
+
+def test_app_hosts_run_with_their_planned_pool_sizes():
+    hosts, dummy = capacity_report()
+    for host in GROUPS["dify_api"]:
+        env = env_file(host, "api")
+        plan = hosts[host]
+        assert env["SERVER_WORKER_AMOUNT"] == plan["gunicorn_workers"], host
+        assert env["SQLALCHEMY_POOL_SIZE"] == plan["sqlalchemy_pool_size"], host
+        assert env["SQLALCHEMY_MAX_OVERFLOW"] == plan["sqlalchemy_max_overflow"], host
+    for host in GROUPS["dify_worker"]:
+        assert env_file(host, "worker")["CELERY_WORKER_AMOUNT"] == hosts[host]["celery_concurrency"], host
+
+
+def test_redis_runs_with_its_planned_maxmemory():
+    hosts, dummy = capacity_report()
+    for host in GROUPS["dify_redis"]:
+        want = hosts[host]["redis_maxmemory"].split()[0]
+        out = lab_host(host).check_output(
+            "cli=$(command -v redis-cli || command -v valkey-cli); "
+            "conf=$(ls /etc/redis/redis-dify.conf /etc/valkey/valkey-dify.conf 2>/dev/null | head -1); "
+            "REDISCLI_AUTH=$(awk '/^requirepass/{print $2}' $conf | tr -d '\"') "
+            "$cli -h %s --no-auth-warning CONFIG GET maxmemory | tail -1" % ADDRESSES[host])
+        if not out.strip():
+            pytest.fail("could not read maxmemory on %s" % host)
+        assert out.strip() == want, host
+
+
+def test_sentinels_agree_on_one_master():
+    masters = set()
+    for host in GROUPS["dify_sentinel"]:
+        out = lab_host(host).check_output(
+            "conf=$(ls /etc/redis/sentinel-dify.conf /etc/valkey/sentinel-dify.conf 2>/dev/null | head -1); "
+            "cli=$(command -v redis-cli || command -v valkey-cli); "
+            "REDISCLI_AUTH=$(awk '/^requirepass/{print $2}' $conf | tr -d '\"') "
+            "$cli -h %s -p 26379 --no-auth-warning SENTINEL get-master-addr-by-name dify-master" % ADDRESSES[host])
+        masters.add(tuple(out.split()))
+    assert len(masters) == 1, masters
+    (addr, port), = masters
+    assert addr in [ADDRESSES[h] for h in GROUPS["dify_redis"]] and port == "6379"
+
+
+def can_connect(src, dst, port):
+    cmd = "timeout 3 bash -c '</dev/tcp/%s/%d' >/dev/null 2>&1 && echo open || echo closed" % (ADDRESSES[dst], port)
+    return lab_host(src).check_output(cmd).strip() == "open"
+
+
+# (destination group, port, a source group that must get through, a source
+# host outside every group allowed to) from the fleet's firewall rules.
+PATHS = [
+    ("dify_postgres", 5432, "dify_api", EDGE),
+    ("dify_redis", 6379, "dify_worker", GROUPS["dify_postgres"][0]),
+    ("dify_sentinel", 26379, "dify_api", EDGE),
+    ("dify_sandbox", 8194, "dify_api", EDGE),
+    ("dify_ssrf_proxy", 3128, "dify_api", GROUPS["dify_postgres"][0]),
+    ("dify_api", 5001, "dify_edge", GROUPS["dify_postgres"][0]),
+    ("dify_web", 3000, "dify_edge", GROUPS["dify_postgres"][0]),
+    ("dify_plugin_daemon", 5002, "dify_api", GROUPS["dify_postgres"][0]),
+]
+
+
+@pytest.mark.parametrize("dst_group,port,allowed_group,outsider", PATHS, ids=["%s-%d" % p[:2] for p in PATHS])
+def test_firewall_allows_the_fleet_path_and_refuses_others(dst_group, port, allowed_group, outsider):
+    dst = GROUPS[dst_group][0]
+    src = [h for h in GROUPS[allowed_group] if h != dst][0]
+    assert can_connect(src, dst, port), "%s -> %s:%d must be open" % (src, dst, port)
+    assert outsider != dst
+    assert not can_connect(outsider, dst, port), "%s -> %s:%d must be refused" % (outsider, dst, port)
+
+
+def test_https_is_open_to_anyone_and_http_redirects():
+    other = GROUPS["dify_postgres"][0]
+    out = lab_host(other).check_output(
+        "curl -s -o /dev/null -w '%%{http_code} %%{redirect_url}' --resolve %s:80:%s http://%s/apps"
+        % (SERVER_NAME, ADDRESSES[EDGE], SERVER_NAME))
+    assert out.split()[0] == "301" and out.split()[1].startswith("https://%s/" % SERVER_NAME)
+
+
+@pytest.mark.skipif(not os.environ.get("FLEET_EXPECT_IMAGE"), reason="only after the upgrade step")
+def test_every_dify_container_runs_the_upgraded_image():
+    want = os.environ["FLEET_EXPECT_IMAGE"]
+    for host, svc in SERVICES:
+        image = lab_host(host).check_output("docker inspect -f '{{.Config.Image}}' dify-%s" % svc).strip()
+        assert image == want, (host, svc, image)
+
+
+MONITOR = (GROUPS.get("lab_acme") or [None])[0]
+EXPORTERS = [("dify_edge", 9100, "node_load1"), ("dify_postgres", 9187, "pg_up 1"),
+             ("dify_redis", 9121, "redis_up 1"), ("dify_edge", 9113, "nginx_up 1")]
+
+
+@pytest.mark.parametrize("group,port,metric", EXPORTERS, ids=["%s-%d" % e[:2] for e in EXPORTERS])
+def test_exporters_answer_the_monitoring_host_only(group, port, metric):
+    for host in GROUPS[group]:
+        out = lab_host(MONITOR).check_output("curl -s --max-time 10 http://%s:%d/metrics" % (ADDRESSES[host], port))
+        assert metric in out, (host, port, metric)
+        outsider = [h for h in GROUPS["dify_api"] if h != host][0]
+        assert not can_connect(outsider, host, port), "%s reached %s:%d" % (outsider, host, port)
