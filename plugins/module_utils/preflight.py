@@ -113,6 +113,8 @@ def _hosts_text(hosts):
 def check_groups(groups, required=REQUIRED_GROUPS):
     errors = []
     for group in required:
+        if group == "dify_postgres" and (groups.get("dify_mysql") or []):
+            continue  # Dify's database is MySQL (DB_TYPE=mysql)
         if not (groups.get(group) or []):
             errors.append(
                 "group %s is empty: no host runs %s. Add at least one host to [%s] in the inventory "
@@ -213,6 +215,41 @@ def check_storage(groups, hostvars):
                 "storage_plugin_backend: aws_s3 with storage_plugin_s3_bucket."
                 % (_hosts_text(local_plugin), len(daemons), _hosts_text(daemons))
             )
+    return errors
+
+
+def check_database(groups, hostvars):
+    """One MySQL host at most; DB_TYPE=mysql with pgvector needs a PostgreSQL host."""
+    errors = []
+    mysql = list(groups.get("dify_mysql") or [])
+    postgres = list(groups.get("dify_postgres") or [])
+    if len(mysql) > 1:
+        errors.append(
+            "group dify_mysql has %d hosts (%s); the mysql role runs one MariaDB server and separate servers "
+            "would hold different data. Keep one host in [dify_mysql]." % (len(mysql), _hosts_text(mysql)))
+    app = []
+    for group in ("dify_api", "dify_worker", "dify_beat"):
+        for host in groups.get(group) or []:
+            if host not in app:
+                app.append(host)
+    default_type = "mysql" if (mysql and not postgres) else "postgresql"
+    for host in app:
+        hv = hostvars.get(host) or {}
+        db_type = _literal(hv, "dify_db_type", default_type)
+        store = _literal(hv, "dify_vector_store", "pgvector")
+        pgv_host = _literal(hv, "dify_pgvector_host", "")
+        if db_type == "mysql" and not mysql and not _literal(hv, "dify_db_host", ""):
+            errors.append(
+                "%s: dify_db_type is 'mysql' but group dify_mysql is empty and dify_db_host is not set; add the "
+                "MariaDB host to [dify_mysql] (role mysql) or set dify_db_host to your MySQL server." % host)
+            break
+        if db_type == "mysql" and store == "pgvector" and not postgres and not pgv_host:
+            errors.append(
+                "%s: dify_db_type is 'mysql' and dify_vector_store is 'pgvector', but there is no PostgreSQL for "
+                "the vectors (group dify_postgres is empty, dify_pgvector_host unset). Set dify_vector_store: "
+                "weaviate or qdrant (with a dify_vector host or an external endpoint), or add a dify_postgres "
+                "host for pgvector." % host)
+            break
     return errors
 
 
@@ -365,6 +402,7 @@ def check_fleet(groups, hostvars, argument_specs=None, plan_errors=(), required_
     errors.extend(check_argument_specs(groups, hostvars, argument_specs))
     errors.extend(check_tls(groups, hostvars))
     errors.extend(check_storage(groups, hostvars))
+    errors.extend(check_database(groups, hostvars))
     errors.extend(check_sample_secrets(groups, hostvars))
     for err in plan_errors or ():
         if err not in errors:

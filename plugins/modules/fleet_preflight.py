@@ -25,6 +25,9 @@ description:
     C(max_connections), memory of shared hosts) are checked by M(difyops.fleet.fleet_plan); pass its
     C(errors) in O(plan_errors) to report them in the same list.
   - "Read-only. Runs on the controller (C(delegate_to: localhost), C(run_once))."
+  - The database rules - at most one C(dify_mysql) host; a fleet with C(dify_mysql) and no C(dify_postgres) runs
+    Dify on MySQL (C(dify_db_type=mysql)) and then needs a vector store other than pgvector, or a PostgreSQL
+    host for pgvector.
   - The storage rule - more than one api/worker host needs shared file storage (C(storage_backend) nfs,
     shared or s3), and more than one plugin daemon host needs C(storage_plugin_backend=aws_s3).
 options:

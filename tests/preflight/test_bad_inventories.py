@@ -45,6 +45,8 @@ BAD = {
     "many_problems": ["3 problems", "dify_beat", "nginx_server_name", "redis_password is 'difyai123456'"],
     "local_storage_two_app_hosts": ["app, app2: storage_backend is 'local' but the fleet has 2 api/worker hosts",
                                     "storage_backend: shared"],
+    "mysql_with_pgvector_no_postgres": ["app: dify_db_type is 'mysql' and dify_vector_store is 'pgvector'",
+                                        "dify_vector_store: weaviate or qdrant"],
     "unsupported_os": ["edge: runs Ubuntu 22 (jammy)", "Debian 12 (bookworm) and 13 (trixie)"],
 }
 

@@ -198,3 +198,19 @@ def test_checked_vars_are_inventory_vars_and_facts():
     assert pf.is_checked_var("nginx_server_name") and pf.is_checked_var("ansible_facts")
     assert not pf.is_checked_var("hostvars") and not pf.is_checked_var("ansible_ssh_private_key_file")
     assert not pf.is_checked_var("__internal")
+
+
+def test_a_mysql_fleet_needs_no_postgres_but_pgvector_does():
+    groups = dict(GROUPS, dify_postgres=[], dify_mysql=["data"])
+    errors = pf.check_fleet(groups, hostvars(), specs())
+    assert not [e for e in errors if "group dify_postgres is empty: no host runs" in e]
+    (err,) = [e for e in errors if "pgvector" in e]
+    assert err.startswith("app: dify_db_type is 'mysql' and dify_vector_store is 'pgvector'")
+    hv = hostvars(app={"dify_vector_store": "qdrant"})
+    assert pf.check_database(groups, hv) == []
+
+
+def test_two_mysql_hosts_are_refused():
+    groups = dict(GROUPS, dify_mysql=["data", "edge"])
+    (err,) = pf.check_database(groups, hostvars())
+    assert "group dify_mysql has 2 hosts (data, edge)" in err and "Keep one host" in err
