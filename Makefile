@@ -65,7 +65,7 @@ lab-status:
 test: bootstrap images unit lint sanity build molecule fleet
 
 unit:
-	python -m pytest -q -p no:cacheprovider tests/unit $(wildcard tests/preflight)
+	python -m pytest -q -p no:cacheprovider -n 2 tests/unit $(wildcard tests/preflight)
 
 lint:
 	ansible-lint --profile production --offline -q
