@@ -113,7 +113,7 @@ def _hosts_text(hosts):
 def check_groups(groups, required=REQUIRED_GROUPS):
     errors = []
     for group in required:
-        if group == "dify_postgres" and (groups.get("dify_mysql") or []):
+        if group == "dify_postgres" and groups.get("dify_mysql"):
             continue  # Dify's database is MySQL (DB_TYPE=mysql)
         if not (groups.get(group) or []):
             errors.append(

@@ -20,10 +20,9 @@ from conftest import ADDRESSES, GROUPS, lab_host
 EDGE = GROUPS["dify_edge"][0]
 SERVER_NAME = "dify.lab.test"
 
-SERVICES = [(host, svc) for svc, group in (("api", "dify_api"), ("worker", "dify_worker"), ("beat", "dify_beat"),
-                                            ("web", "dify_web"), ("plugin_daemon", "dify_plugin_daemon"),
-                                            ("sandbox", "dify_sandbox"))
-            for host in GROUPS.get(group, [])]
+SERVICE_GROUPS = (("api", "dify_api"), ("worker", "dify_worker"), ("beat", "dify_beat"), ("web", "dify_web"),
+                  ("plugin_daemon", "dify_plugin_daemon"), ("sandbox", "dify_sandbox"))
+SERVICES = [(host, svc) for svc, group in SERVICE_GROUPS for host in GROUPS.get(group, [])]
 
 
 def probe_report(host, svc, seconds=90):

@@ -414,5 +414,6 @@ def main():
         server.server_close()  # joins the request threads still running
     print(json.dumps({"ts": now(), "mode": MODE, "stopped": "SIGTERM"}))
 
+
 if __name__ == "__main__":
     main()
