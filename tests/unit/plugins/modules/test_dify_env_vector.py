@@ -5,44 +5,18 @@ fleet's secrets lands in the env file, never in the module's output."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-_TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
-_COLL = os.path.join(_TOP, ".collections")
+# The module runner and the base context/secrets of the dify_env tests.
+from test_dify_env import CONTEXT, SECRETS as BASE_SECRETS, run as run_dify_env
 
-SECRETS = {
-    "secret_key": "unit-secret-key-0123456789abcdef",
-    "db_password": "unit-db-password-0123",
-    "redis_password": "unit-redis-password-0123",
-    "redis_sentinel_password": "unit-sentinel-password-0123",
-    "sandbox_api_key": "unit-sandbox-key-0123",
-    "plugin_daemon_key": "unit-daemon-key-0123",
-    "plugin_inner_api_key": "unit-inner-key-0123",
-    "weaviate_api_key": "unit-weaviate-key-0123456789",
-    "qdrant_api_key": "unit-qdrant-key-0123456789",
-}
-CONTEXT = {
-    "db": {"host": "10.1.0.2"},
-    "redis": {"sentinels": ["10.1.0.3:26379"], "master_name": "dify-master"},
-    "urls": {"api": "http://10.1.0.4:5001", "sandbox": "http://10.1.0.4:8194",
-             "plugin_daemon": "http://10.1.0.4:5002"},
-}
+SECRETS = dict(BASE_SECRETS, weaviate_api_key="unit-weaviate-key-0123456789",
+               qdrant_api_key="unit-qdrant-key-0123456789")
 
 
 def run(tmp_path, context, secrets=None, **params):
-    args = {"service": "worker", "context": context, "secrets": secrets or SECRETS, "group": str(os.getgid()),
-            "owner": str(os.getuid()), "_ansible_check_mode": False, "_ansible_diff": True}
-    args.update(params)
-    path = tmp_path / "args.json"
-    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = dict(os.environ, PYTHONPATH=_COLL)
-    proc = subprocess.run([sys.executable, "-m", "ansible_collections.difyops.fleet.plugins.modules.dify_env",
-                           str(path)], capture_output=True, text=True, env=env, cwd=str(tmp_path), check=False)
-    return json.loads(proc.stdout)
+    return run_dify_env(tmp_path, service="worker", context=context, secrets=secrets or SECRETS, **params)
 
 
 @pytest.mark.parametrize("store,setting,lines,key", [
