@@ -97,7 +97,7 @@ def _messages(out):
 
 def _tasks_after_preflight(out):
     return [task["task"]["name"] for play in out.get("plays", [])
-            if not play["play"]["name"].startswith("Preflight")
+            if not play["play"]["name"].startswith(("Fleet", "Preflight"))
             for task in play.get("tasks", [])]
 
 
