@@ -19,8 +19,17 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   "$py" -m venv .venv
   .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
   .venv/bin/pip install -q -r requirements.txt 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -c "import ansible, molecule, testinfra, hypothesis"
+  .venv/bin/python -c "import ansible, ansible_mitogen, molecule, testinfra, hypothesis"
   echo "$want" >"$stamp"
+fi
+
+# Mitogen's strategy plugins at a fixed path under .collections, which
+# ansible.cfg names (strategy_plugins), whatever the venv's Python version.
+mitogen=$(.venv/bin/python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))')
+mkdir -p .collections
+if [ "$(readlink .collections/ansible_mitogen 2>/dev/null)" != "$mitogen" ]; then
+  rm -rf .collections/ansible_mitogen
+  ln -s "$mitogen" .collections/ansible_mitogen
 fi
 
 # The checkout as ansible_collections/difyops/fleet (a relative link, so each

@@ -14,5 +14,9 @@ bash lab/build-image.sh bookworm >/dev/null
 export CONTAINERS_CONF=$top/lab/containers.conf
 export ANSIBLE_NOCOLOR=1 NO_COLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
 export ANSIBLE_COLLECTIONS_PATH=$top/.collections
+# Molecule writes its own ansible.cfg: take the strategy (Mitogen or plain,
+# one setting in the project's ansible.cfg) from ours, unless set already.
+export ANSIBLE_STRATEGY_PLUGINS=${ANSIBLE_STRATEGY_PLUGINS:-$top/.collections/ansible_mitogen/plugins/strategy}
+export ANSIBLE_STRATEGY=${ANSIBLE_STRATEGY:-$(sed -n 's/^strategy *= *//p' "$top/ansible.cfg")}
 export PATH=$top/.venv/bin:$PATH
 exec molecule "$action" -s "$scenario" "$@"
