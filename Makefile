@@ -62,7 +62,10 @@ lab-status:
 	python lab/lab.py status
 
 # --- tests --------------------------------------------------------------
-test: bootstrap images unit lint sanity build molecule fleet
+# Stages (static checks beside molecule, then the fleet) with their timings
+# printed at the end: scripts/test-all.sh.
+test: bootstrap images
+	bash scripts/test-all.sh
 
 unit:
 	python -m pytest -q -p no:cacheprovider -n 2 tests/unit $(wildcard tests/preflight)
