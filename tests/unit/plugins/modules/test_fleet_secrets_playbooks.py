@@ -25,12 +25,13 @@ def project(tmp_path):
                 "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}))
     (tmp_path / "ansible.cfg").write_text("[defaults]\ncollections_path = %s/.collections\n" % _TOP)
     (tmp_path / "show.yml").write_text(
+        "- ansible.builtin.import_playbook: %s/playbooks/tiers/fleet.yml\n"
         "- ansible.builtin.import_playbook: %s/playbooks/tiers/secrets.yml\n"
         "- hosts: all\n  gather_facts: false\n  tasks:\n"
         "    - ansible.builtin.copy:\n"
         "        dest: \"{{ out }}/{{ inventory_hostname }}.json\"\n"
         "        content: \"{{ difyops_secrets | to_json }}\"\n"
-        "        mode: '0600'\n      delegate_to: localhost\n" % _TOP)
+        "        mode: '0600'\n      delegate_to: localhost\n" % (_TOP, _TOP))
     return tmp_path
 
 

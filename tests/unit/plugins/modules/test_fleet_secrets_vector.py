@@ -24,12 +24,13 @@ def make_project(tmp_path, vector_hosts, extra_vars=None):
     (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": children, "vars": variables}}))
     (tmp_path / "ansible.cfg").write_text("[defaults]\ncollections_path = %s/.collections\n" % _TOP)
     (tmp_path / "show.yml").write_text(
+        "- ansible.builtin.import_playbook: %s/playbooks/tiers/fleet.yml\n"
         "- ansible.builtin.import_playbook: %s/playbooks/tiers/secrets.yml\n"
         "- hosts: all\n  gather_facts: false\n  tasks:\n"
         "    - ansible.builtin.copy:\n"
         "        dest: \"{{ out }}/{{ inventory_hostname }}.json\"\n"
         "        content: \"{{ difyops_secrets | to_json }}\"\n"
-        "        mode: '0600'\n      delegate_to: localhost\n" % _TOP)
+        "        mode: '0600'\n      delegate_to: localhost\n" % (_TOP, _TOP))
     (tmp_path / "out").mkdir()
     return tmp_path
 
