@@ -19,4 +19,7 @@ export ANSIBLE_COLLECTIONS_PATH=$top/.collections
 export ANSIBLE_STRATEGY_PLUGINS=${ANSIBLE_STRATEGY_PLUGINS:-$top/.collections/ansible_mitogen/plugins/strategy}
 export ANSIBLE_STRATEGY=${ANSIBLE_STRATEGY:-$(sed -n 's/^strategy *= *//p' "$top/ansible.cfg")}
 export PATH=$top/.venv/bin:$PATH
+# testinfra runs the scenarios' test commands with podman exec, not one
+# ansible process per command (tests/lib/difyops_testinfra.py).
+export PYTHONPATH=$top/tests/lib${PYTHONPATH:+:$PYTHONPATH} PYTEST_PLUGINS=difyops_testinfra
 exec molecule "$action" -s "$scenario" "$@"
