@@ -1,7 +1,9 @@
 """The difyops.fleet test lab: Debian hosts that behave like bare VMs.
 
 Each lab host is a podman container running systemd as PID 1 and sshd, on
-one podman network, reached over SSH with a lab-only key, like production.
+one podman network with a fixed subnet, at a fixed address (it keeps it when
+stopped and started again, like a VM), reached over SSH with a lab-only key,
+like production.
 Hosts are privileged so Docker Engine can run inside the app hosts and the
 kernel settings of the common role take effect.
 
@@ -37,6 +39,12 @@ STATE = os.path.join(TOP, ".lab")
 INVENTORY = os.path.join(TOP, "inventories", "lab")
 LABEL = "org.difyops.lab.env=lab"
 NETWORK = "difyops-lab"
+# Hosts keep their addresses, as VMs do: the network has a fixed subnet and
+# every host a fixed address in it (a host stopped hard and started again,
+# as the chaos test does, comes back where it was). A private range podman
+# does not hand out by itself (it counts up from 10.89.0.0/24).
+SUBNET_PREFIX = os.environ.get("LAB_SUBNET_PREFIX", "10.201.0")
+FIRST_HOST = 10
 ULIMITS = ["--ulimit", "nofile=16384:16384", "--ulimit", "nproc=8192:8192"]
 
 os.environ.setdefault("CONTAINERS_CONF", os.path.join(LAB_DIR, "containers.conf"))
@@ -134,8 +142,8 @@ def shared_mounts(layout, name):
     return opts
 
 
-def start_host(name, image, pubkey, mounts=()):
-    podman("run", "-d", "--name", name, "--hostname", name, "--network", NETWORK,
+def start_host(name, image, pubkey, ip, mounts=()):
+    podman("run", "-d", "--name", name, "--hostname", name, "--network", NETWORK, "--ip", ip,
            "--label", LABEL, "--label", "org.difyops.lab.host=" + name,
            "--privileged", "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
            "--systemd=always", *ULIMITS,
@@ -219,11 +227,15 @@ def up(layout_name, suite):
     key = ensure_key()
     layout = load_layout(layout_name)
     down(remove_inventory=True)
-    podman("network", "create", "--label", LABEL, NETWORK, capture=True)
+    podman("network", "create", "--label", LABEL, "--subnet", SUBNET_PREFIX + ".0/24",
+           "--gateway", SUBNET_PREFIX + ".1", NETWORK, capture=True)
     names = list(layout.get("hosts", {})) + list(layout.get("fixtures", {}))
+    if len(names) > 254 - FIRST_HOST:
+        raise SystemExit("lab: %d hosts do not fit in %s.0/24" % (len(names), SUBNET_PREFIX))
     image = "localhost/difyops-lab:" + suite
-    for name in names:
-        start_host(name, image, key + ".pub", shared_mounts(layout, name))
+    for index, name in enumerate(names):
+        start_host(name, image, key + ".pub", "%s.%d" % (SUBNET_PREFIX, FIRST_HOST + index),
+                   shared_mounts(layout, name))
     log("started %d hosts on network %s; waiting for systemd and sshd" % (len(names), NETWORK))
     wait_ready(names, key)
     write_inventory(layout_name, layout, key, suite)

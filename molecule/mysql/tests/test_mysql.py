@@ -69,14 +69,20 @@ def db():
 
 @pytest.fixture(scope="module")
 def tuned():
-    """What innodb_tune gives for the database host's facts and the scenario's inputs."""
-    from ansible_collections.difyops.fleet.plugins.module_utils.capacity import innodb_tune
+    """The capacity plan's InnoDB settings for the database host: difyops.fleet.fleet_plan over the
+    scenario's inventory (its knobs, mysql_memory_fraction) and its hosts' facts, as the role sizes it."""
+    from ansible_collections.difyops.fleet.plugins.module_utils import capacity_plan, catalog
 
-    host = ansible_host(DB)
-    facts = host.ansible("setup", "gather_subset=min,hardware")["ansible_facts"]
-    fraction = host.ansible("debug", "var=mysql_memory_fraction")["mysql_memory_fraction"]
-    return innodb_tune(facts["ansible_memtotal_mb"], facts["ansible_processor_vcpus"],
-                       memory_fraction=float(fraction))
+    listed = json.loads(subprocess.run(
+        ["ansible-inventory", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--list"],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": os.path.join(TOP, ".collections")}).stdout)
+    groups = dict((g, v.get("hosts", [])) for g, v in listed.items() if isinstance(v, dict) and g != "_meta")
+    hosts = {}
+    for name in catalog.fleet_hosts(groups):
+        facts = ansible_host(name).ansible("setup", "gather_subset=min,hardware")["ansible_facts"]
+        hosts[name] = dict(listed["_meta"]["hostvars"].get(name, {}), **facts)
+    return capacity_plan.build_plan(groups, hosts)["hosts"][DB]["mysql"]
 
 
 def test_server_is_debians_mariadb(db):
@@ -87,11 +93,11 @@ def test_server_is_debians_mariadb(db):
     assert version.startswith("11.8."), version  # Debian 13's MariaDB
 
 
-def test_buffer_pool_equals_innodb_tune(db, tuned):
+def test_buffer_pool_equals_the_plan(db, tuned):
     assert int(variable(db, "innodb_buffer_pool_size")) == _size_bytes(tuned["innodb_buffer_pool_size"])
 
 
-def test_other_sizes_equal_innodb_tune(db, tuned):
+def test_other_sizes_equal_the_plan(db, tuned):
     # MariaDB has a single redo log file: it holds the whole redo capacity.
     assert int(variable(db, "innodb_log_file_size")) == _size_bytes(tuned["innodb_redo_log_capacity"])
     assert int(variable(db, "max_connections")) == tuned["max_connections"]
@@ -190,7 +196,7 @@ def test_sample_password_refused():
     """Dify's sample password stops the role before it changes anything, without showing it."""
     res = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         os.path.join(TOP, "playbooks", "tiers", "mysql.yml"), "-e", "mysql_dify_password=difyai123456"],
+         os.path.join(TOP, "molecule", "mysql", "converge.yml"), "-e", "mysql_dify_password=difyai123456"],
         cwd=TOP, capture_output=True, text=True, check=False,
         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": os.path.join(TOP, ".collections")})
     out = res.stdout + res.stderr

@@ -27,6 +27,30 @@ def ansible_host(name):
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
 
 
+_PLAN = {}
+
+
+def fleet_plan():
+    """The capacity plan the roles size from: difyops.fleet.fleet_plan over the scenario's
+    inventory and its hosts' facts (what the plan role computes when a role runs alone)."""
+    if "plan" not in _PLAN:
+        import subprocess
+
+        from ansible_collections.difyops.fleet.plugins.module_utils import capacity_plan, catalog
+
+        listed = json.loads(subprocess.run(
+            ["ansible-inventory", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--list"],
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": os.path.join(TOP, ".collections")}).stdout)
+        groups = dict((g, v.get("hosts", [])) for g, v in listed.items() if isinstance(v, dict) and g != "_meta")
+        hosts = {}
+        for name in catalog.fleet_hosts(groups):
+            facts = ansible_host(name).ansible("setup", "gather_subset=min,hardware")["ansible_facts"]
+            hosts[name] = dict(listed["_meta"]["hostvars"].get(name, {}), **facts)
+        _PLAN["plan"] = capacity_plan.build_plan(groups, hosts)
+    return _PLAN["plan"]
+
+
 def address(host):
     """The host's default IPv4 address, as the role's host_address filter sees it."""
     out = host.run("ip -4 -json route get 1.1.1.1").stdout

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pg_helpers import SECRETS, address, ansible_host, lab_host, psql, run_playbook
+from pg_helpers import SECRETS, address, fleet_plan, lab_host, psql, run_playbook
 
 testinfra_hosts = ["mol-postgresql-pg"]
 
@@ -15,11 +15,8 @@ def pg():
 
 
 def _plan(pg):
-    """What pg_tune gives for this host's facts (the role's defaults, PostgreSQL 17)."""
-    from ansible_collections.difyops.fleet.plugins.module_utils.capacity import pg_tune
-
-    facts = ansible_host(PG).ansible("setup", "gather_subset=min,hardware")["ansible_facts"]
-    return pg_tune(facts["ansible_memtotal_mb"], facts["ansible_processor_vcpus"], pg_version=17)
+    """The capacity plan's settings for this host (PGTune for its share, the fleet's max_connections)."""
+    return fleet_plan()["hosts"][PG]["postgresql"]
 
 
 def test_server_running_version(pg):
@@ -31,7 +28,7 @@ def test_server_running_version(pg):
                                   "maintenance_work_mem", "max_connections"])
 def test_settings_in_effect_equal_the_plan(pg, name):
     plan = _plan(pg)
-    assert name in plan, f"pg_tune returned no {name}: {plan}"
+    assert name in plan, f"the plan has no {name}: {plan}"
     want = str(plan[name])
     if name == "max_connections":
         assert psql(pg, "SHOW max_connections") == want

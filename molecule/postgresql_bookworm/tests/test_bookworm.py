@@ -1,6 +1,5 @@
 """Observable behaviour of difyops.fleet.postgresql on Debian 12 (PostgreSQL 15 from Debian)."""
 
-import functools
 import os
 import re
 import subprocess
@@ -9,7 +8,7 @@ import uuid
 
 import pytest
 
-from pg_helpers import SECRETS, TOP, address, ansible_host, lab_host, psql
+from pg_helpers import SECRETS, TOP, address, fleet_plan, lab_host, psql
 
 testinfra_hosts = ["mol-postgresql_bookworm-pg1"]
 
@@ -34,13 +33,11 @@ def app():
     return lab_host(APP)
 
 
-@functools.lru_cache(maxsize=None)
 def _plan(name, pg_version):
-    """What pg_tune gives for this host's facts (the role's defaults, the server's major version)."""
-    from ansible_collections.difyops.fleet.plugins.module_utils.capacity import pg_tune
-
-    facts = ansible_host(name).ansible("setup", "gather_subset=min,hardware")["ansible_facts"]
-    return pg_tune(facts["ansible_memtotal_mb"], facts["ansible_processor_vcpus"], pg_version=pg_version)
+    """The capacity plan's settings for this host (tuned for the version Debian 12 ships)."""
+    entry = fleet_plan()["hosts"][name]
+    assert entry["postgresql_version"] == pg_version
+    return entry["postgresql"]
 
 
 def _wait_for(host, sql, want, db="dify", seconds=60):
@@ -68,11 +65,11 @@ def test_debian_12_runs_postgresql_15(name):
 @pytest.mark.parametrize("name", ["shared_buffers", "effective_cache_size", "work_mem",
                                   "maintenance_work_mem", "wal_buffers", "max_connections",
                                   "min_wal_size", "max_wal_size"])
-def test_settings_in_effect_equal_pg_tune(server, name):
+def test_settings_in_effect_equal_the_plan(server, name):
     host = lab_host(server)
     version = int(psql(host, "SHOW server_version_num")) // 10000
     plan = _plan(server, version)
-    assert name in plan, f"pg_tune returned no {name}: {plan}"
+    assert name in plan, f"the plan has no {name}: {plan}"
     want = str(plan[name])
     if name == "max_connections":
         assert psql(host, "SHOW max_connections") == want
@@ -112,7 +109,7 @@ def test_pgvector_is_refused_before_any_change(primary):
     before = primary.file(DROPIN).mtime
     res = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         os.path.join(TOP, "playbooks", "tiers", "postgresql.yml"), "-e", "postgresql_pgvector=true"],
+         os.path.join(TOP, "molecule", "postgresql_bookworm", "converge.yml"), "-e", "postgresql_pgvector=true"],
         cwd=TOP, capture_output=True, text=True,
         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": os.path.join(TOP, ".collections")},
         check=False)
