@@ -13,47 +13,41 @@ every service from one context (fleet addresses, plan sizes, secrets), and
 from __future__ import annotations
 
 import re
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from ansible_collections.difyops.fleet.plugins.module_utils import dify_contract_data as data
+from ansible_collections.difyops.fleet.plugins.module_utils import dify_release_1_13_3
+from ansible_collections.difyops.fleet.plugins.module_utils import dify_release_1_16_1
+from ansible_collections.difyops.fleet.plugins.module_utils import dify_schema
+from ansible_collections.difyops.fleet.plugins.module_utils import dify_storage as _storage
+from ansible_collections.difyops.fleet.plugins.module_utils import fleet as _fleet
 from ansible_collections.difyops.fleet.plugins.module_utils import secrets as _secrets
 
 SERVICES = ("api", "worker", "beat", "migration", "web", "sandbox", "plugin_daemon")
 API_FAMILY = ("api", "worker", "beat", "migration")
 
-# Per release: images and the variable names each image family reads.
-# Add a release here (and its name sets in dify_contract_data) to support it.
+
+def _version(release):
+    """A release's entry: the images its compose pins, and the contract data extracted from its tree."""
+    images = release["images"]
+    return {
+        "images": {family: images[family] for family in ("api", "web", "sandbox", "plugin_daemon")},
+        "release": release,
+    }
+
+
+# Per release: the contract data extracted from Dify's own source
+# (scripts/dify-contract/extract.py, docs/CONTRACT.md). Add a release by
+# generating its dify_release_<X_Y_Z> module and listing it here.
 VERSIONS = {
-    "1.13.3": {
-        "images": {
-            "api": "langgenius/dify-api:1.13.3",
-            "web": "langgenius/dify-web:1.13.3",
-            "sandbox": "langgenius/dify-sandbox:0.2.14",
-            "plugin_daemon": "langgenius/dify-plugin-daemon:0.5.3-local",
-        },
-        "names": {
-            "api": data.API_1_13,
-            "web": data.WEB_1_13,
-            "sandbox": data.SANDBOX_0_2,
-            "plugin_daemon": data.PLUGIN_DAEMON_0_5,
-        },
-        # Variable-name prefixes passed through as a family (OpenDAL reads any
-        # OPENDAL_<SCHEME>_<KEY>).
-        "prefixes": {"api": ("OPENDAL_",), "web": (), "sandbox": (), "plugin_daemon": ()},
-    },
+    "1.13.3": _version(dify_release_1_13_3.RELEASE),
+    "1.16.1": _version(dify_release_1_16_1.RELEASE),
 }
 DEFAULT_VERSION = "1.13.3"
 
+# Project policy, stricter than what Dify parses (Dify's own types, enums and
+# run-time choices come from the extracted data): the fleet deploys only these.
 CHOICES = {
     "DB_TYPE": ("postgresql", "mysql"),
-    "STORAGE_TYPE": ("opendal", "s3", "aliyun-oss", "azure-blob", "baidu-obs", "clickzetta-volume",
-                     "google-storage", "huawei-obs", "oci-storage", "tencent-cos", "volcengine-tos",
-                     "supabase"),
-    "VECTOR_STORE": ("weaviate", "oceanbase", "seekdb", "qdrant", "milvus", "myscale", "relyt", "pgvector",
-                     "pgvecto-rs", "chroma", "opensearch", "oracle", "tencent", "elasticsearch",
-                     "elasticsearch-ja", "analyticdb", "couchbase", "vikingdb", "opengauss", "tablestore",
-                     "vastbase", "tidb", "tidb_on_qdrant", "baidu", "lindorm", "huawei_cloud", "upstash",
-                     "matrixone", "clickzetta", "alibabacloud_mysql", "iris", "hologres"),
-    "LOG_OUTPUT_FORMAT": ("text", "json"),
     "PLUGIN_STORAGE_TYPE": ("local", "aws_s3", "tencent_cos", "azure_blob", "aliyun_oss", "volcengine_tos"),
     "CELERY_BACKEND": ("redis", "database"),
     "MIGRATION_ENABLED": ("true", "false"),
@@ -65,8 +59,8 @@ SHARED_SECRETS = {
     "sandbox key": [("api", "CODE_EXECUTION_API_KEY"), ("worker", "CODE_EXECUTION_API_KEY"), ("sandbox", "API_KEY")],
     "plugin daemon key": [("api", "PLUGIN_DAEMON_KEY"), ("worker", "PLUGIN_DAEMON_KEY"),
                           ("plugin_daemon", "SERVER_KEY")],
-    "plugin inner API key": [("api", "INNER_API_KEY_FOR_PLUGIN"), ("api", "PLUGIN_DIFY_INNER_API_KEY"),
-                             ("plugin_daemon", "DIFY_INNER_API_KEY")],
+    "plugin inner API key": [(s, "INNER_API_KEY_FOR_PLUGIN") for s in ("api", "worker")]
+    + [("plugin_daemon", "DIFY_INNER_API_KEY")],
     "database password": [(s, "DB_PASSWORD") for s in API_FAMILY] + [("plugin_daemon", "DB_PASSWORD")],
     "redis password": [(s, "REDIS_PASSWORD") for s in API_FAMILY] + [("plugin_daemon", "REDIS_PASSWORD")],
     "weaviate API key": [(s, "WEAVIATE_API_KEY") for s in API_FAMILY],
@@ -122,7 +116,9 @@ REQUIRED_SECRETS = {
 }
 
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|CREDENTIAL|CONNECTION_STRING|_DSN$|^SENTRY_DSN$|BROKER_URL|"
-                         r"(^|_)KEY$|ACCESS_KEY|API_KEY)")
+                         r"REDIS_URL$|(^|_)KEY$|ACCESS_KEY|API_KEY)")
+# A URL carrying a password (scheme://user:password@host), whatever its name.
+URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]+@", re.IGNORECASE)
 MASK = "********"
 
 # Compose service names that mean nothing on a fleet.
@@ -161,23 +157,61 @@ def _need(ctx, path):
     return cur
 
 
-def redis_env(ctx, for_daemon=False):
-    """REDIS_* and CELERY_* for a sentinel or a single Redis.
+def _release(version):
+    if version not in VERSIONS:
+        raise ContractError("dify_version %r has no contract data; known: %s" % (version, ", ".join(VERSIONS)))
+    return VERSIONS[version]["release"]
+
+
+def reads(version, fam, name):
+    """Whether the image family of this release reads ``name`` (from the extracted data)."""
+    return name in dify_schema.known_names(_release(version), fam)
+
+
+def _url_host(address):
+    try:
+        return _fleet.url_host(address)
+    except _fleet.FleetError as exc:
+        raise ContractError(str(exc)) from None
+
+
+def _host_of(url):
+    """The host of an http(s) URL (IPv6 without brackets), or ''."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+def redis_env(ctx, for_daemon=False, version=DEFAULT_VERSION):
+    """REDIS_* and CELERY_* for a sentinel or a single Redis, as the image family of ``version`` reads them.
 
     ``ctx['redis_env']`` (what the difyops.fleet.dify_redis_env filter renders)
     is used as is when given; otherwise it is built from ``ctx['redis']``.
+    Empty values are left out (an empty REDIS_PORT stops Dify and the plugin
+    daemon at start), and so is every name the image does not read
+    (BROKER_USE_SSL is computed by DifyConfig; the plugin daemon reads no
+    CELERY_* and no REDIS_USE_CLUSTERS).
     """
     if ctx.get("redis_env"):
         env = {k: _s(v) for k, v in ctx["redis_env"].items()}
     else:
         env = _build_redis_env(ctx)
+    fam = "plugin_daemon" if for_daemon else "api"
+    names = dify_schema.known_names(_release(version), fam)
+    env = {k: v for k, v in env.items() if v != "" and k in names}
     if for_daemon:
-        env = {k: v for k, v in env.items() if not k.startswith("CELERY_") and k != "BROKER_USE_SSL"}
+        env = {k: v for k, v in env.items() if not k.startswith("CELERY_")}
+        if env.get("REDIS_HOST"):
+            # the daemon dials fmt.Sprintf("%s:%d", REDIS_HOST, REDIS_PORT)
+            env["REDIS_HOST"] = _url_host(env["REDIS_HOST"])
+    elif env.get("REDIS_HOST"):
+        # redis-py's host= (ext_redis's standalone client) takes a bare address
+        env["REDIS_HOST"] = _fleet.bare_host(env["REDIS_HOST"])
     return env
 
 
 def _build_redis_env(ctx):
-    from urllib.parse import quote
     r = ctx.get("redis") or {}
     secrets = ctx.get("secrets") or {}
     password = secrets.get("redis_password", "")
@@ -206,8 +240,146 @@ def _build_redis_env(ctx):
         port = r.get("port", 6379)
         env.update({"REDIS_USE_SENTINEL": "false", "REDIS_HOST": host, "REDIS_PORT": _s(port),
                     "CELERY_USE_SENTINEL": "false",
-                    "CELERY_BROKER_URL": "redis://%s%s:%s/%s" % (auth, host, port, broker_db)})
+                    "CELERY_BROKER_URL": "redis://%s%s:%s/%s" % (auth, _url_host(host), port, broker_db)})
     return env
+
+
+def event_bus_url(ctx, redis):
+    """PUBSUB_REDIS_URL: where Dify's event bus (streamed events, worker -> api) publishes and subscribes.
+
+    Dify 1.13.3 and 1.16.1 have no Sentinel setting for the event bus: without
+    this URL it builds ``redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}``, which
+    with Sentinels is localhost:6379 (REDIS_HOST unset: streamed answers never
+    arrive) or a ValueError (REDIS_HOST empty). ``ctx['event_bus']['url']`` is
+    an endpoint that reaches the current Redis master (``redis://host:port``;
+    the role asks the Sentinels at converge time, or a local proxy that follows
+    the master); without credentials it gets the fleet's Redis user and
+    password, without a path the cache database (REDIS_DB). Without Sentinels
+    the default is the one Redis host.
+    """
+    given = ((ctx.get("event_bus") or {}).get("url") or "").strip()
+    if not given:
+        if redis.get("REDIS_USE_SENTINEL") == "true":
+            raise ContractError(
+                "context.event_bus.url is required with Sentinels: Dify's event bus (PUBSUB_REDIS_URL) cannot "
+                "follow Sentinel and would use localhost:6379; give an endpoint that reaches the current Redis "
+                "master (the dify role asks the Sentinels; dify_event_bus_redis_url overrides it)")
+        if not redis.get("REDIS_HOST"):
+            raise ContractError("context.redis.host (or redis_env REDIS_HOST) is required for the event bus")
+        given = "%s://%s:%s" % ("rediss" if redis.get("REDIS_USE_SSL") == "true" else "redis",
+                                _url_host(redis["REDIS_HOST"]), redis.get("REDIS_PORT", "6379"))
+    try:
+        parts = urlsplit(given)
+        host = parts.hostname
+        port = parts.port
+    except ValueError as exc:
+        raise ContractError("event bus URL %r: %s" % (given, exc)) from None
+    if parts.scheme not in ("redis", "rediss") or not host:
+        raise ContractError("event bus URL %r must be redis://host:port or rediss://host:port (an endpoint that "
+                            "reaches the current Redis master)" % (given,))
+    netloc = parts.netloc if port else parts.netloc + ":6379"
+    if "@" not in netloc:
+        user = redis.get("REDIS_USERNAME", "")
+        password = redis.get("REDIS_PASSWORD", "")
+        if user or password:
+            netloc = "%s:%s@%s" % (quote(user, safe=""), quote(password, safe=""), netloc)
+    path = parts.path if parts.path not in ("", "/") else "/" + redis.get("REDIS_DB", "0")
+    return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+
+
+def public_urls(ctx):
+    """Every URL Dify hands to browsers, mail, OAuth providers, plugins and webhooks.
+
+    From ``ctx['public_url']`` (scheme://name[:port] of the edge, where nginx
+    routes /console/api, /api, /v1, /files, /triggers to api, /e/ to the plugin
+    daemon and the rest to web); each can be overridden in ``ctx['urls']``.
+    Without a public URL (no edge: a role used alone) the fleet's own
+    addresses: api for the API and file URLs, ``urls.web`` (else api) for
+    the web ones.
+    The internal files URL (INTERNAL_FILES_URL: what api, worker and the plugin
+    daemon fetch files from) is the api pool's ``urls.api``.
+    """
+    urls = ctx.get("urls") or {}
+    base = (ctx.get("public_url") or "").strip().rstrip("/")
+    api = (urls.get("api") or "").rstrip("/")
+    if base:
+        api_base = web_base = base
+        endpoint = base + "/e/{hook_id}"
+    else:
+        if not api:
+            raise ContractError(
+                "context.public_url is required: the URL users reach Dify at (the dify role builds it from the "
+                "first dify_edge host's nginx_server_name; set dify_public_url), or give urls.api")
+        # no web host either (a role used alone): the api's address, never the images' 127.0.0.1
+        api_base, web_base = api, (urls.get("web") or api).rstrip("/")
+        endpoint = (urls.get("plugin_daemon") or "").rstrip("/") + "/e/{hook_id}"
+    out = {
+        "console_api": api_base, "service_api": api_base, "app_api": api_base, "files": api_base,
+        "trigger": api_base, "console_web": web_base, "app_web": web_base, "endpoint_template": endpoint,
+        "internal_files": api,
+    }
+    for key in out:
+        if urls.get(key):
+            out[key] = str(urls[key]) if key == "endpoint_template" else str(urls[key]).rstrip("/")
+    return out
+
+
+DB_SSL_MODES = ("disable", "require")
+
+
+def db_env(ctx, for_daemon=False):
+    """DB_* for the api family (pydantic, SQLAlchemy URI) or the plugin daemon (envconfig, gorm DSN).
+
+    The api builds ``{scheme}://user:pw@{DB_HOST}:{DB_PORT}/{db}?{DB_EXTRAS}``,
+    so an IPv6 DB_HOST needs brackets there; the daemon's PostgreSQL DSN is
+    ``host=%s port=%d ...`` (a bare address) and its MySQL DSN
+    ``tcp(%s:%d)`` (brackets). TLS (``ssl_mode`` disable or require) reaches
+    the api as DB_EXTRAS (libpq's ``sslmode``; for MySQL pymysql's TLS without
+    verification) and the daemon as DB_SSL_MODE, which accepts only disable
+    and require.
+    """
+    db = ctx.get("db") or {}
+    secrets = ctx.get("secrets") or {}
+    db_type = db.get("type", "postgresql")
+    host = _fleet.bare_host(_s(_need(ctx, "db.host")))
+    ssl_mode = _s(db.get("ssl_mode") or "disable")
+    if ssl_mode not in DB_SSL_MODES:
+        raise ContractError("db.ssl_mode=%r (dify_db_ssl_mode): use disable or require (the plugin daemon's "
+                            "DB_SSL_MODE accepts only these)" % ssl_mode)
+    env = {
+        "DB_TYPE": db_type,
+        "DB_PORT": _s(db.get("port", 5432)),
+        "DB_USERNAME": db.get("username", "dify"),
+        "DB_PASSWORD": secrets.get("db_password", ""),
+    }
+    if for_daemon:
+        env.update(DB_HOST=_url_host(host) if db_type == "mysql" else host,
+                   DB_DATABASE=db.get("plugin_database", "dify_plugin"), DB_SSL_MODE=ssl_mode)
+        return env
+    extras = []
+    if db_type == "postgresql":
+        extras.append("sslmode=%s" % ssl_mode)
+    elif ssl_mode == "require":
+        extras.append("ssl_check_hostname=false")
+    if db.get("extras"):
+        extras.append(_s(db["extras"]).strip("?&"))
+    env.update(DB_HOST=_url_host(host), DB_DATABASE=db.get("database", "dify"))
+    if extras:
+        env["DB_EXTRAS"] = "&".join(extras)
+    return env
+
+
+def storage_envs(ctx):
+    """(api env, plugin daemon env) of the file storage: ``ctx['storage']`` (the storage role's
+    settings, module_utils/dify_storage.py), each replaced whole by ``ctx['storage_env']`` /
+    ``ctx['plugin_storage_env']`` when those are given."""
+    try:
+        computed = _storage.storage_env(ctx.get("storage") or {})
+    except _storage.StorageError as exc:
+        raise ContractError(str(exc)) from None
+    api = dict(ctx.get("storage_env") or computed["api"])
+    daemon = dict(ctx.get("plugin_storage_env") or computed["plugin_daemon"])
+    return api, daemon
 
 
 def vector_env(store, ctx):
@@ -242,10 +414,31 @@ def vector_env(store, ctx):
     return env
 
 
-def _api_family(service, ctx):
+def _pgvector_env(ctx, db):
+    vdb = ctx.get("pgvector") or {}
     secrets = ctx.get("secrets") or {}
-    db = ctx.get("db") or {}
-    urls = ctx.get("urls") or {}
+    return {
+        # psycopg2's host= takes a bare address (IPv6 without brackets)
+        "PGVECTOR_HOST": _fleet.bare_host(_s(vdb.get("host") or db["DB_HOST"])),
+        "PGVECTOR_PORT": _s(vdb.get("port") or db["DB_PORT"]),
+        "PGVECTOR_USER": vdb.get("user") or db["DB_USERNAME"],
+        "PGVECTOR_PASSWORD": secrets.get("pgvector_password") or db["DB_PASSWORD"],
+        "PGVECTOR_DATABASE": vdb.get("database") or db["DB_DATABASE"],
+        "PGVECTOR_MIN_CONNECTION": _s(vdb.get("min_connection", 1)),
+        "PGVECTOR_MAX_CONNECTION": _s(vdb.get("max_connection", 5)),
+    }
+
+
+def _plugin_remote_install_host(ctx):
+    """What the console shows plugin developers to connect their debugger to (port 5003 of the daemon host)."""
+    host = ctx.get("plugin_remote_install_host") or _host_of((ctx.get("urls") or {}).get("plugin_daemon") or "")
+    if not host:
+        raise ContractError("context.plugin_remote_install_host (or urls.plugin_daemon) is required")
+    return _s(host)
+
+
+def _api_family(service, ctx, version):
+    secrets = ctx.get("secrets") or {}
     sizing = ctx.get("sizing") or {}
     env = {
         "MODE": service,
@@ -256,12 +449,6 @@ def _api_family(service, ctx):
         "LOG_TZ": "UTC",
         "SECRET_KEY": secrets.get("secret_key", ""),
         "MIGRATION_ENABLED": "true" if service == "migration" else "false",
-        "DB_TYPE": db.get("type", "postgresql"),
-        "DB_HOST": _need(ctx, "db.host"),
-        "DB_PORT": _s(db.get("port", 5432)),
-        "DB_USERNAME": db.get("username", "dify"),
-        "DB_PASSWORD": secrets.get("db_password", ""),
-        "DB_DATABASE": db.get("database", "dify"),
         "SQLALCHEMY_POOL_SIZE": _s(sizing.get("sqlalchemy_pool_size", 30)),
         "SQLALCHEMY_MAX_OVERFLOW": _s(sizing.get("sqlalchemy_max_overflow", 10)),
         "SQLALCHEMY_POOL_RECYCLE": "3600",
@@ -270,43 +457,40 @@ def _api_family(service, ctx):
         "CODE_EXECUTION_API_KEY": secrets.get("sandbox_api_key", ""),
         "PLUGIN_DAEMON_URL": _need(ctx, "urls.plugin_daemon"),
         "PLUGIN_DAEMON_KEY": secrets.get("plugin_daemon_key", ""),
-        "PLUGIN_DIFY_INNER_API_KEY": secrets.get("plugin_inner_api_key", ""),
-        "PLUGIN_DIFY_INNER_API_URL": _need(ctx, "urls.api"),
         "INNER_API_KEY_FOR_PLUGIN": secrets.get("plugin_inner_api_key", ""),
         "VECTOR_STORE": ctx.get("vector_store", "pgvector"),
     }
-    for key, name in (("console_api", "CONSOLE_API_URL"), ("console_web", "CONSOLE_WEB_URL"),
-                      ("service_api", "SERVICE_API_URL"), ("app_api", "APP_API_URL"), ("app_web", "APP_WEB_URL"),
-                      ("files", "FILES_URL"), ("internal_files", "INTERNAL_FILES_URL")):
-        if urls.get(key):
-            env[name] = urls[key]
-    if urls.get("ssrf_proxy"):
-        env["SSRF_PROXY_HTTP_URL"] = urls["ssrf_proxy"]
-        env["SSRF_PROXY_HTTPS_URL"] = urls["ssrf_proxy"]
-    env.update(redis_env(ctx))
+    db = db_env(ctx)
+    env.update(db)
+    urls = public_urls(ctx)
+    env.update({
+        "CONSOLE_API_URL": urls["console_api"], "CONSOLE_WEB_URL": urls["console_web"],
+        "SERVICE_API_URL": urls["service_api"], "APP_WEB_URL": urls["app_web"], "FILES_URL": urls["files"],
+        "INTERNAL_FILES_URL": urls["internal_files"], "TRIGGER_URL": urls["trigger"],
+        "ENDPOINT_URL_TEMPLATE": urls["endpoint_template"],
+    })
+    ssrf = (ctx.get("urls") or {}).get("ssrf_proxy")
+    if ssrf:
+        env["SSRF_PROXY_HTTP_URL"] = ssrf
+        env["SSRF_PROXY_HTTPS_URL"] = ssrf
+    redis = redis_env(ctx, version=version)
+    env.update(redis)
+    env["PUBSUB_REDIS_URL"] = event_bus_url(ctx, redis)
+    if reads(version, "api", "ENABLE_COLLABORATION_MODE"):
+        # On by default from 1.15: the console then opens a socket.io connection
+        # that needs the api_websocket service, which the fleet does not run.
+        env["ENABLE_COLLABORATION_MODE"] = "true" if ctx.get("collaboration") else "false"
     if env["VECTOR_STORE"] == "pgvector" and env["DB_TYPE"] != "postgresql" and not (ctx.get("pgvector") or {}).get("host"):
         raise ContractError(
             "VECTOR_STORE=pgvector needs PostgreSQL but DB_TYPE is %s and no pgvector host is set: set "
             "dify_vector_store to weaviate or qdrant (with a dify_vector host or an external endpoint), or keep "
             "a dify_postgres host for pgvector (dify_pgvector_host)" % env["DB_TYPE"])
     if env["VECTOR_STORE"] == "pgvector":
-        vdb = ctx.get("pgvector") or {}
-        env.update({
-            "PGVECTOR_HOST": vdb.get("host") or env["DB_HOST"],
-            "PGVECTOR_PORT": _s(vdb.get("port") or env["DB_PORT"]),
-            "PGVECTOR_USER": vdb.get("user") or env["DB_USERNAME"],
-            "PGVECTOR_PASSWORD": secrets.get("pgvector_password") or env["DB_PASSWORD"],
-            "PGVECTOR_DATABASE": vdb.get("database") or env["DB_DATABASE"],
-            "PGVECTOR_MIN_CONNECTION": _s(vdb.get("min_connection", 1)),
-            "PGVECTOR_MAX_CONNECTION": _s(vdb.get("max_connection", 5)),
-        })
+        env.update(_pgvector_env(ctx, db))
     env.update(vector_env(env["VECTOR_STORE"], ctx))
     env.update(ctx.get("vector_env") or {})
-    storage = dict(ctx.get("storage_env") or {"STORAGE_TYPE": "opendal", "OPENDAL_SCHEME": "fs",
-                                              "OPENDAL_FS_ROOT": "storage"})
-    env.update(storage)
+    env.update(storage_envs(ctx)[0])
     sentry = ctx.get("sentry") or {}
-    otel = ctx.get("otel_env") or {}
     if service == "api":
         env.update({
             "DIFY_BIND_ADDRESS": "0.0.0.0",
@@ -314,7 +498,7 @@ def _api_family(service, ctx):
             "SERVER_WORKER_AMOUNT": _s(sizing.get("gunicorn_workers", 1)),
             "SERVER_WORKER_CLASS": "gevent",
             "GUNICORN_TIMEOUT": "360",
-            "PLUGIN_REMOTE_INSTALL_HOST": ctx.get("plugin_remote_install_host", "localhost"),
+            "PLUGIN_REMOTE_INSTALL_HOST": _plugin_remote_install_host(ctx),
             "PLUGIN_REMOTE_INSTALL_PORT": "5003",
             "PLUGIN_MAX_PACKAGE_SIZE": "52428800",
             "PLUGIN_DAEMON_TIMEOUT": "600.0",
@@ -334,54 +518,52 @@ def _api_family(service, ctx):
                     "SENTRY_TRACES_SAMPLE_RATE": _s(sentry.get("traces_sample_rate", 1.0)),
                     "SENTRY_PROFILES_SAMPLE_RATE": _s(sentry.get("profiles_sample_rate", 1.0))})
     if service != "migration":
-        env.update(otel)
+        env.update(ctx.get("otel_env") or {})
     return env
 
 
-def build_service(service, ctx):
-    """The environment of one service, before extras and validation."""
-    if service not in SERVICES:
-        raise ContractError("service %r is not one of %s" % (service, ", ".join(SERVICES)))
+def _web(ctx, version):
+    urls = public_urls(ctx)
+    env = {
+        # the browser calls ${CONSOLE_API_URL}/console/api and ${APP_API_URL}/api (web/docker/entrypoint.sh)
+        "CONSOLE_API_URL": urls["console_api"],
+        "APP_API_URL": urls["app_api"],
+        "NEXT_TELEMETRY_DISABLED": "1",
+        "PORT": _s(ctx.get("ports", {}).get("web", 3000)),
+        "HOSTNAME": "0.0.0.0",
+        "DEPLOY_ENV": ctx.get("deploy_env", "PRODUCTION"),
+    }
+    if reads(version, "web", "CONSOLE_WEB_URL"):
+        env["CONSOLE_WEB_URL"] = urls["console_web"]   # NEXT_PUBLIC_WEB_PREFIX (1.15+)
+    if reads(version, "web", "EDITION"):
+        env["EDITION"] = "SELF_HOSTED"                 # read by the web entrypoint up to 1.14
+    sentry = ctx.get("sentry") or {}
+    if sentry.get("web_dsn"):
+        env["SENTRY_DSN"] = sentry["web_dsn"]
+    return env
+
+
+def _sandbox(ctx):
     secrets = ctx.get("secrets") or {}
     urls = ctx.get("urls") or {}
+    env = {
+        "API_KEY": secrets.get("sandbox_api_key", ""),
+        "GIN_MODE": "release",
+        "WORKER_TIMEOUT": "15",
+        "ENABLE_NETWORK": "true",
+        "SANDBOX_PORT": _s(ctx.get("ports", {}).get("sandbox", 8194)),
+    }
+    if urls.get("ssrf_proxy"):
+        env.update({"HTTP_PROXY": urls["ssrf_proxy"], "HTTPS_PROXY": urls["ssrf_proxy"]})
+    return env
+
+
+def _plugin_daemon(ctx, version):
+    secrets = ctx.get("secrets") or {}
     sizing = ctx.get("sizing") or {}
     sentry = ctx.get("sentry") or {}
-    if service in API_FAMILY:
-        return _api_family(service, ctx)
-    if service == "web":
-        env = {
-            "CONSOLE_API_URL": urls.get("console_api", ""),
-            "APP_API_URL": urls.get("app_api", ""),
-            "NEXT_TELEMETRY_DISABLED": "1",
-            "PORT": _s(ctx.get("ports", {}).get("web", 3000)),
-            "HOSTNAME": "0.0.0.0",
-            "DEPLOY_ENV": ctx.get("deploy_env", "PRODUCTION"),
-            "EDITION": "SELF_HOSTED",
-        }
-        if sentry.get("web_dsn"):
-            env["SENTRY_DSN"] = sentry["web_dsn"]
-        return env
-    if service == "sandbox":
-        env = {
-            "API_KEY": secrets.get("sandbox_api_key", ""),
-            "GIN_MODE": "release",
-            "WORKER_TIMEOUT": "15",
-            "ENABLE_NETWORK": "true",
-            "SANDBOX_PORT": _s(ctx.get("ports", {}).get("sandbox", 8194)),
-        }
-        if urls.get("ssrf_proxy"):
-            env.update({"HTTP_PROXY": urls["ssrf_proxy"], "HTTPS_PROXY": urls["ssrf_proxy"]})
-        return env
-    # plugin_daemon
-    db = ctx.get("db") or {}
-    env = {
-        "DB_TYPE": db.get("type", "postgresql"),
-        "DB_HOST": _need(ctx, "db.host"),
-        "DB_PORT": _s(db.get("port", 5432)),
-        "DB_USERNAME": db.get("username", "dify"),
-        "DB_PASSWORD": secrets.get("db_password", ""),
-        "DB_DATABASE": db.get("plugin_database", "dify_plugin"),
-        "DB_SSL_MODE": db.get("ssl_mode", "disable"),
+    env = db_env(ctx, for_daemon=True)
+    env.update({
         "DB_MAX_OPEN_CONNS": _s(sizing.get("plugin_db_max_open_conns", 30)),
         "DB_MAX_IDLE_CONNS": _s(sizing.get("plugin_db_max_idle_conns", 10)),
         "DB_CONN_MAX_LIFETIME": "3600",
@@ -395,29 +577,41 @@ def build_service(service, ctx):
         "FORCE_VERIFYING_SIGNATURE": "true",
         "PYTHON_ENV_INIT_TIMEOUT": "120",
         "PLUGIN_MAX_EXECUTION_TIMEOUT": "600",
-        "PLUGIN_STORAGE_TYPE": "local",
-        "PLUGIN_STORAGE_LOCAL_ROOT": "/app/storage",
         "PLUGIN_INSTALLED_PATH": "plugin",
         "PLUGIN_PACKAGE_CACHE_PATH": "plugin_packages",
         "PLUGIN_MEDIA_CACHE_PATH": "assets",
         "GIN_MODE": "release",
-    }
-    env.update(redis_env(ctx, for_daemon=True))
-    env.update(ctx.get("plugin_storage_env") or {})
+    })
+    env.update(redis_env(ctx, for_daemon=True, version=version))
+    env.update(storage_envs(ctx)[1])
     if sentry.get("plugin_dsn"):
         env.update({"SENTRY_ENABLED": "true", "SENTRY_DSN": sentry["plugin_dsn"]})
     return env
 
 
-def build_all(ctx, extra_env=None):
-    """Every service's environment: built, then extras (``all`` then per service) applied."""
+def build_service(service, ctx, version=DEFAULT_VERSION):
+    """The environment of one service as release ``version`` reads it, before extras and validation."""
+    if service not in SERVICES:
+        raise ContractError("service %r is not one of %s" % (service, ", ".join(SERVICES)))
+    if service in API_FAMILY:
+        return _api_family(service, ctx, version)
+    if service == "web":
+        return _web(ctx, version)
+    if service == "sandbox":
+        return _sandbox(ctx)
+    return _plugin_daemon(ctx, version)
+
+
+def build_all(ctx, extra_env=None, version=DEFAULT_VERSION):
+    """Every service's environment for release ``version``: built, then extras (``all`` then per service) applied."""
+    _release(version)
     extra_env = extra_env or {}
     for key in extra_env:
         if key != "all" and key not in SERVICES:
             raise ContractError("extra_env key %r is not 'all' or one of %s" % (key, ", ".join(SERVICES)))
     envs = {}
     for service in SERVICES:
-        env = build_service(service, ctx)
+        env = build_service(service, ctx, version)
         for scope in ("all", service):
             for name, value in (extra_env.get(scope) or {}).items():
                 env[str(name)] = _s(value)
@@ -425,20 +619,88 @@ def build_all(ctx, extra_env=None):
     return envs
 
 
-def validate_service(service, env, version=DEFAULT_VERSION, allow_unknown=()):
-    """Problems with one service's environment (list of messages)."""
+def container_env_problems(container_env, version=DEFAULT_VERSION):
+    """Names in ``container_env`` (keys ``all`` or a service) that Dify's images read.
+
+    The containers' own environment, outside the env file, is for what is not
+    Dify's (a stand-in image's settings, a tool's); a name Dify reads belongs
+    in the env file, where it is validated.
+    """
     errors = []
-    spec = VERSIONS[version]
-    fam = family(service)
-    known = spec["names"][fam]
-    prefixes = spec["prefixes"][fam]
-    for name, value in sorted(env.items()):
-        if not re.match(r"^[A-Z_][A-Z0-9_]*$", name):
-            errors.append("%s: variable name %r is not a valid environment variable name" % (service, name))
+    release = _release(version)
+    for scope, names in sorted((container_env or {}).items()):
+        if scope != "all" and scope not in SERVICES:
+            errors.append("container_env key %r is not 'all' or one of %s" % (scope, ", ".join(SERVICES)))
             continue
-        if name not in known and not name.startswith(prefixes) and name not in allow_unknown:
-            errors.append("%s: %s is not a variable Dify %s's %s image reads; fix the name, or allow it with "
-                          "dify_env_allow_unknown: [%s]" % (service, name, version, fam, name))
+        services = SERVICES if scope == "all" else (scope,)
+        for name in sorted(names or {}):
+            read_by = sorted({family(s) for s in services
+                              if name in dify_schema.known_names(release, family(s))})
+            if read_by:
+                errors.append("container_env %s.%s is a variable Dify %s's %s image reads: set it in "
+                              "dify_env_extra, where it is validated" % (scope, name, version, "/".join(read_by)))
+    return errors
+
+
+# Healthchecks: the release's own compose file says which check each service
+# has (data: <family>.compose.<service>.healthcheck). Where it has none, a cheap
+# request to the service's own port, with a tool its image has (curl in the
+# api, sandbox and plugin daemon images, node in web); otherwise none.
+HEALTHCHECK_TIMING = {
+    "api": {"interval": "30s", "timeout": "5s", "retries": 3, "start_period": "30s"},
+    "worker": {"interval": "30s", "timeout": "30s", "retries": 3, "start_period": "60s"},
+    "beat": {"interval": "30s", "timeout": "30s", "retries": 3, "start_period": "60s"},
+    "web": {"interval": "30s", "timeout": "5s", "retries": 3, "start_period": "30s"},
+    "sandbox": {"interval": "30s", "timeout": "5s", "retries": 3, "start_period": "10s"},
+    "plugin_daemon": {"interval": "30s", "timeout": "5s", "retries": 3, "start_period": "30s"},
+}
+HEALTHCHECK_FALLBACK = {
+    "api": ["CMD", "curl", "-fsS", "http://127.0.0.1:5001/health"],
+    "web": ["CMD", "node", "-e",
+            "fetch('http://127.0.0.1:3000/').then(r=>process.exit(r.status<500?0:1)).catch(()=>process.exit(1))"],
+    "sandbox": ["CMD", "curl", "-fsS", "http://127.0.0.1:8194/health"],
+    "plugin_daemon": ["CMD", "curl", "-fsS", "http://127.0.0.1:5002/health/check"],
+}
+COMPOSE_SERVICE = {"api": ("api", "api"), "worker": ("api", "worker"), "beat": ("api", "worker_beat"),
+                   "web": ("web", "web"), "sandbox": ("sandbox", "sandbox"),
+                   "plugin_daemon": ("plugin_daemon", "plugin_daemon")}
+
+
+def healthchecks(version=DEFAULT_VERSION):
+    """Per long-running service, the healthcheck in docker_container's form, from the release's data.
+
+    A check that runs a module of the api tree (upstream's ``celery -A
+    celery_healthcheck.celery inspect ping``) is used only where the release's
+    tree has that file: ``api/celery_healthcheck.py`` exists from 1.14 on, so
+    the 1.13.3 worker has none (as in 1.13.3's compose file).
+    """
+    release = _release(version)
+    out = {}
+    for service, (fam, compose_name) in COMPOSE_SERVICE.items():
+        test = (release[fam].get("compose", {}).get(compose_name) or {}).get("healthcheck")
+        test = list(test) if test else list(HEALTHCHECK_FALLBACK.get(service, ["NONE"]))
+        for module, path in (("celery_healthcheck", "api/celery_healthcheck.py"),):
+            if any(module in str(word) for word in test) and not dify_schema.has_file(release, path):
+                test = ["NONE"]
+        out[service] = {"test": test} if test == ["NONE"] else dict(HEALTHCHECK_TIMING[service], test=test)
+    return out
+
+
+def validate_service(service, env, version=DEFAULT_VERSION, allow_unknown=()):
+    """Problems with one service's environment (list of messages).
+
+    Names and values are checked against the release's extracted contract
+    with Dify's own parsing semantics (dify_schema); the rest are the
+    fleet's rules (secrets, compose host names, migrations, ...).
+    """
+    errors = []
+    fam = family(service)
+    for problem in dify_schema.validate_env(VERSIONS[version]["release"], fam, env, allow_unknown):
+        if "is not a variable Dify" in problem:
+            name = problem.split(" ", 1)[0]
+            problem += "; fix the name, or allow it with dify_env_allow_unknown: [%s]" % name
+        errors.append("%s: %s" % (service, problem))
+    for name, value in sorted(env.items()):
         if "\n" in value or "\r" in value or "\x00" in value:
             errors.append("%s: %s contains a line break, which an env file cannot hold" % (service, name))
         if name in CHOICES and value not in CHOICES[name]:
@@ -470,6 +732,74 @@ def validate_service(service, env, version=DEFAULT_VERSION, allow_unknown=()):
     if env.get("REDIS_USE_SENTINEL") == "true" and not (env.get("REDIS_SENTINELS")
                                                         and env.get("REDIS_SENTINEL_SERVICE_NAME")):
         errors.append("%s: REDIS_USE_SENTINEL=true needs REDIS_SENTINELS and REDIS_SENTINEL_SERVICE_NAME" % service)
+    errors.extend("%s: %s" % (service, e) for e in _fleet_rules(service, env, version))
+    return errors
+
+
+# URLs Dify gives to browsers, mail, OAuth providers, plugins and webhook
+# callers (and INTERNAL_FILES_URL, fetched by api, worker and the plugin
+# daemon): absolute, and never a loopback address other hosts cannot reach.
+PUBLIC_URL_NAMES = ("CONSOLE_API_URL", "CONSOLE_WEB_URL", "SERVICE_API_URL", "APP_API_URL", "APP_WEB_URL",
+                    "FILES_URL", "INTERNAL_FILES_URL", "TRIGGER_URL", "ENDPOINT_URL_TEMPLATE")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+# Releases whose ext_redis splits every REDIS_SENTINELS entry on ':'
+# (host = node.split(":")[0]): an IPv6 Sentinel address cannot work there.
+SENTINELS_SPLIT_ON_COLON = ("1.13.3", "1.16.1")
+
+
+def _is_ipv6(host):
+    return host.count(":") > 1
+
+
+def _fleet_rules(service, env, version):
+    """The fleet's rules on values Dify parses but would not work with (addresses, URLs)."""
+    errors = []
+    fam = family(service)
+    for name, value in sorted(env.items()):
+        if value == "" and ADDRESS_NAME.search(name):
+            errors.append("%s is empty: an empty address falls back to localhost or stops the service at start; "
+                          "omit it or give the address" % name)
+        if name in PUBLIC_URL_NAMES and value:
+            host = _host_of(value.replace("{hook_id}", "hook"))
+            if not value.lower().startswith(("http://", "https://")) or not host:
+                errors.append("%s=%r must be an absolute http(s) URL" % (name, value))
+            elif host in LOOPBACK_HOSTS:
+                errors.append("%s=%r points at the loopback address, which browsers and the other hosts do not "
+                              "reach; set the public name (nginx_server_name, dify_public_url or dify_urls)"
+                              % (name, value))
+    if fam == "api":
+        if env.get("REDIS_USE_SENTINEL") == "true" and not (env.get("PUBSUB_REDIS_URL")
+                                                            or env.get("EVENT_BUS_REDIS_URL")):
+            errors.append("REDIS_USE_SENTINEL=true without PUBSUB_REDIS_URL: Dify's event bus cannot follow Sentinel "
+                          "and would publish streamed events to localhost:6379; give it the Redis master's address")
+        for name in ("PUBSUB_REDIS_URL", "EVENT_BUS_REDIS_URL"):
+            if env.get(name) and not env[name].startswith(("redis://", "rediss://")):
+                errors.append("%s must be a redis:// or rediss:// URL" % name)
+        if version in SENTINELS_SPLIT_ON_COLON and env.get("REDIS_USE_SENTINEL") == "true":
+            for entry in (env.get("REDIS_SENTINELS") or "").split(","):
+                if entry.count(":") > 1:
+                    errors.append(
+                        "REDIS_SENTINELS entry %r is an IPv6 address: Dify %s splits each entry on ':' "
+                        "(api/extensions/ext_redis.py), so it cannot reach it; give the Sentinels host names "
+                        "(dify_redis_sentinels) or IPv4 addresses" % (entry, version))
+        host = env.get("DB_HOST", "")
+        if _is_ipv6(host) and not host.startswith("["):
+            errors.append("DB_HOST=%s: Dify builds its database URI as user:pw@{DB_HOST}:{DB_PORT}, so an IPv6 "
+                          "address needs brackets ([%s])" % (host, host))
+        if env.get("PGVECTOR_HOST", "").startswith("["):
+            errors.append("PGVECTOR_HOST=%s: psycopg2's host= takes the address without brackets"
+                          % env["PGVECTOR_HOST"])
+    if fam == "plugin_daemon":
+        host = env.get("DB_HOST", "")
+        if env.get("DB_TYPE", "postgresql") == "mysql" and _is_ipv6(host) and not host.startswith("["):
+            errors.append("DB_HOST=%s: the plugin daemon dials tcp(DB_HOST:DB_PORT) for MySQL, so an IPv6 address "
+                          "needs brackets" % host)
+        if env.get("DB_TYPE", "postgresql") != "mysql" and host.startswith("["):
+            errors.append("DB_HOST=%s: the plugin daemon's PostgreSQL DSN is host=%%s (no brackets)" % host)
+        rhost = env.get("REDIS_HOST", "")
+        if env.get("REDIS_USE_SENTINEL") != "true" and _is_ipv6(rhost) and not rhost.startswith("["):
+            errors.append("REDIS_HOST=%s: the plugin daemon dials REDIS_HOST:REDIS_PORT, so an IPv6 address needs "
+                          "brackets" % rhost)
     return errors
 
 
@@ -487,8 +817,13 @@ def validate_all(envs, version=DEFAULT_VERSION, allow_unknown=()):
     return errors
 
 
+def hides(name, value):
+    """Whether a variable's value is a secret: by its name, or a URL holding a password."""
+    return bool(value) and (is_secret(name) or bool(URL_CREDENTIALS.search(value)))
+
+
 def masked(env):
-    return {k: (MASK if is_secret(k) and v else v) for k, v in env.items()}
+    return {k: (MASK if hides(k, v) else v) for k, v in env.items()}
 
 
 def render(env, header=""):
@@ -514,6 +849,6 @@ def masked_diff_text(before, after):
     b = masked(before)
     a = masked(after)
     for k, v in after.items():
-        if is_secret(k) and k in before and before[k] != v:
+        if hides(k, v) and k in before and before[k] != v:
             a[k] = MASK + " (changed)"
     return render(b), render(a)

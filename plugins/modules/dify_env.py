@@ -14,13 +14,22 @@ description:
     plugin_daemon, migration) from one context (fleet addresses, the capacity plan,
     the fleet's secrets), validates it against the pinned Dify release's contract and
     writes the env file of the service asked for.
-  - Validation refuses unknown variable names (unless listed in O(allow_unknown)),
-    values outside the allowed choices (C(DB_TYPE), C(STORAGE_TYPE), C(VECTOR_STORE),
-    C(LOG_OUTPUT_FORMAT), ...), docker-compose host names (C(db_postgres), C(redis),
-    C(sandbox), C(plugin_daemon), C(api), C(ssrf_proxy), C(weaviate), C(qdrant)) in address
-    variables, empty or public sample secrets, secrets that differ between services
-    that must share them, and C(MIGRATION_ENABLED) other than C(false) on long-running
-    services. Nothing is written when validation fails.
+  - The contract of each release is data extracted from Dify's own source at the
+    release commit (scripts/dify-contract/extract.py, docs/CONTRACT.md). Every value
+    must parse as the service's image parses it, an empty value included - the api
+    family (api, worker, beat, migration) with pydantic-settings' lax mode on
+    C(DifyConfig) (types, bounds, C(Literal)s, aliases, the entrypoint's and the code's
+    direct reads), the plugin daemon with envconfig and its required settings, the
+    sandbox with its Go parsing. For example C(REDIS_PORT=) (empty) is refused for the
+    api family and the plugin daemon, as both would fail at start.
+  - Validation also refuses names the service's image does not read (unless listed
+    in O(allow_unknown)), values outside the fleet's choices (C(DB_TYPE),
+    C(PLUGIN_STORAGE_TYPE), C(CELERY_BACKEND), C(MIGRATION_ENABLED)), docker-compose
+    host names (C(db_postgres), C(redis), C(sandbox), C(plugin_daemon), C(api),
+    C(ssrf_proxy), C(weaviate), C(qdrant)) in address variables, empty or public sample
+    secrets, secrets that differ between services that must share them, and
+    C(MIGRATION_ENABLED) other than C(false) on long-running services. Nothing is
+    written when validation fails.
   - Supports check mode and diff; every secret is masked in the diff and in the
     returned environment.
 version_added: "0.1.0"
@@ -32,25 +41,38 @@ options:
     required: true
     choices: [api, worker, beat, migration, web, sandbox, plugin_daemon]
   version:
-    description: The Dify release whose contract applies.
+    description: The Dify release whose contract applies (C(1.13.3) or C(1.16.1)).
     type: str
     default: "1.13.3"
   context:
     description:
-      - Non-secret inputs. Keys C(db) (host, port, username, database,
-        plugin_database, ssl_mode), C(redis) (sentinels as C(host:port) list,
-        master_name, host, port, db, broker_db), C(redis_env) (ready REDIS_*/CELERY_*
-        variables, win over C(redis)), C(urls) (api, sandbox, plugin_daemon,
-        ssrf_proxy, console_api, console_web, service_api, app_api, app_web, files,
-        internal_files), C(sizing) (gunicorn_workers, celery_concurrency,
-        celery_autoscale, celery_use_autoscale, sqlalchemy_pool_size,
-        sqlalchemy_max_overflow, plugin_db_max_open_conns, plugin_db_max_idle_conns),
-        C(storage_env), C(plugin_storage_env), C(vector_store) (default C(pgvector)),
-        C(pgvector) (host, port, user, database, min_connection, max_connection; default
-        Dify's own database), C(weaviate) (endpoint, grpc_endpoint, tokenization),
-        C(qdrant) (url, client_timeout, grpc_enabled, grpc_port, replication_factor),
-        C(vector_env) (any other vector store's variables, applied last), C(log_format),
-        C(log_level), C(sentry), C(otel_env), C(ports).
+      - Non-secret inputs. Keys C(db) (type, host, port, username, database,
+        plugin_database, ssl_mode C(disable) or C(require), extras appended to the api's
+        C(DB_EXTRAS)), C(redis) (sentinels as C(host:port) list, master_name, host, port, db,
+        broker_db), C(redis_env) (ready REDIS_*/CELERY_* variables, win over C(redis); names
+        the release's images do not read and empty values are left out), C(event_bus) (url,
+        C(redis://host:port) of an endpoint that reaches the current Redis master, required
+        with Sentinels; credentials and database are added when missing), C(public_url)
+        (C(scheme://name[:port]) users reach Dify at; every public URL defaults from it),
+        C(urls) (api, web, sandbox, plugin_daemon, ssrf_proxy, and overrides of console_api,
+        console_web, service_api, app_api, app_web, files, internal_files, trigger,
+        endpoint_template), C(plugin_remote_install_host) (default the plugin daemon's host),
+        C(sizing) (gunicorn_workers, celery_concurrency, celery_autoscale,
+        celery_use_autoscale, sqlalchemy_pool_size, sqlalchemy_max_overflow,
+        plugin_db_max_open_conns, plugin_db_max_idle_conns), C(storage) (the storage role's
+        settings without the C(storage_) prefix - backend, path, s3_interface, s3_bucket,
+        s3_endpoint, s3_region, s3_root, s3_access_key, s3_secret_key, s3_use_iam_role,
+        s3_path_style, plugin_backend, plugin_s3_bucket), C(storage_env) and
+        C(plugin_storage_env) (replace the storage variables computed from C(storage)),
+        C(vector_store) (default C(pgvector)), C(pgvector) (host, port, user, database,
+        min_connection, max_connection; default Dify's own database), C(weaviate) (endpoint,
+        grpc_endpoint, tokenization), C(qdrant) (url, client_timeout, grpc_enabled,
+        grpc_port, replication_factor), C(vector_env) (any other vector store's variables,
+        applied last), C(collaboration) (ENABLE_COLLABORATION_MODE where the release reads
+        it; default false), C(log_format), C(log_level), C(sentry), C(otel_env), C(ports).
+      - Names a release's image no longer reads are not rendered for it (e.g. C(EDITION)
+        for the 1.16.1 web image), and names it reads only from some release on are
+        rendered only there (C(CONSOLE_WEB_URL) for web, C(ENABLE_COLLABORATION_MODE)).
       - With C(vector_store=weaviate) the api and worker need C(WEAVIATE_ENDPOINT) and
         C(WEAVIATE_API_KEY); with C(qdrant), C(QDRANT_URL) and C(QDRANT_API_KEY); with
         C(milvus), C(chroma), C(opensearch) or C(elasticsearch) their address variable.
@@ -78,15 +100,27 @@ options:
     type: list
     elements: str
     default: []
+  container_env:
+    description:
+      - Variables the containers get outside the env file (keys C(all) or a service name), e.g. a stand-in
+        image's own settings. Only checked here - a name Dify's image reads is refused, as it belongs in the
+        validated env file (O(extra_env)).
+    type: dict
+    default: {}
+  mask_secrets:
+    description:
+      - Write every secret as C(********) instead of its value (an env file for review, not for a service).
+    type: bool
+    default: false
   dest:
     description: Path of the env file. Not needed when O(validate_only=true).
     type: path
   owner:
-    description: Owner of the env file.
+    description: Owner of the env file; empty leaves it as created (the user running the module).
     type: str
     default: root
   group:
-    description: Group of the env file (Dify's containers run as gid 1001).
+    description: Group of the env file (Dify's containers run as gid 1001); empty leaves it as created.
     type: str
     default: "1001"
   mode:
@@ -115,6 +149,9 @@ EXAMPLES = r"""
       redis:
         sentinels: [10.0.0.21:26379, 10.0.0.22:26379, 10.0.0.23:26379]
         master_name: dify
+      # the current master (the dify role asks the Sentinels at converge time)
+      event_bus: {url: "redis://10.0.0.21:6379"}
+      public_url: https://dify.example.com
       urls:
         api: http://10.0.0.31:5001
         sandbox: http://10.0.0.41:8194
@@ -130,6 +167,7 @@ EXAMPLES = r"""
     context:
       db: {host: 10.0.0.11}
       redis: {host: 10.0.0.21}
+      public_url: https://dify.example.com
       urls: {api: "http://10.0.0.31:5001", sandbox: "http://10.0.0.41:8194", plugin_daemon: "http://10.0.0.42:5002"}
       vector_store: weaviate
       weaviate: {endpoint: "http://10.0.0.61:8080", grpc_endpoint: "grpc://10.0.0.61:50051"}
@@ -155,6 +193,28 @@ images:
   returned: always
   type: dict
   sample: {api: "langgenius/dify-api:1.13.3", sandbox: "langgenius/dify-sandbox:0.2.14"}
+api_files:
+  description:
+    - The files at the top of C(api/) and in C(api/docker/) of the release's tree, to choose
+      what the api image can run (e.g. C(api/celery_healthcheck.py) exists from 1.14 on, not in 1.13.3).
+  returned: always
+  type: list
+  elements: str
+  sample: ["api/app.py", "api/celery_entrypoint.py", "api/docker/entrypoint.sh", "api/gunicorn.conf.py"]
+source_commit:
+  description: The Dify commit the release's contract data was extracted from.
+  returned: always
+  type: str
+  sample: 59639ca9b2ba2ba4b32b5feff5149cfc1ad0ba74
+healthchecks:
+  description:
+    - Per long-running service, its healthcheck in M(community.docker.docker_container)'s form, from the
+      release's data - the check upstream's compose file of that release gives the service, or a request to
+      the service's own port, or C(test=[NONE]). A check running C(celery_healthcheck) only where the release's
+      tree has C(api/celery_healthcheck.py) (1.14 on).
+  returned: always
+  type: dict
+  sample: {worker: {test: [NONE]}, api: {test: [CMD, curl, -fsS, "http://127.0.0.1:5001/health"], interval: 30s}}
 """
 
 import os
@@ -168,7 +228,9 @@ from ansible_collections.difyops.fleet.plugins.module_utils.dify_contract import
     VERSIONS,
     ContractError,
     build_all,
+    container_env_problems,
     family,
+    healthchecks,
     is_secret,
     masked,
     masked_diff_text,
@@ -185,7 +247,7 @@ def _scrub(module, value, name=""):
     elif isinstance(value, (list, tuple)):
         for item in value:
             _scrub(module, item, name)
-    elif name and is_secret(name) and value not in (None, "") and len(str(value)) > 3:
+    elif name and is_secret(name.upper()) and value not in (None, "") and len(str(value)) > 3:
         module.no_log_values.add(str(value))
 
 
@@ -198,6 +260,8 @@ def main():
             secrets=dict(type="dict", required=True, no_log=True),
             extra_env=dict(type="dict", default={}),
             allow_unknown=dict(type="list", elements="str", default=[]),
+            container_env=dict(type="dict", default={}),
+            mask_secrets=dict(type="bool", default=False),
             dest=dict(type="path"),
             owner=dict(type="str", default="root"),
             group=dict(type="str", default="1001"),
@@ -216,16 +280,19 @@ def main():
     ctx = dict(p["context"])
     ctx["secrets"] = p["secrets"]
     try:
-        envs = build_all(ctx, p["extra_env"])
+        envs = build_all(ctx, p["extra_env"], p["version"])
         errors = validate_all(envs, p["version"], p["allow_unknown"])
+        errors.extend(container_env_problems(p["container_env"], p["version"]))
     except ContractError as exc:
         module.fail_json(msg="Dify env contract: %s" % exc)
     if errors:
         module.fail_json(msg="Dify env contract (%s) refused: %s" % (p["version"], "; ".join(errors)),
                          errors=errors)
     env = envs[service]
+    release = VERSIONS[p["version"]]["release"]
     result = dict(changed=False, env=masked(env), image_family=family(service),
-                  images=dict(VERSIONS[p["version"]]["images"]))
+                  images=dict(VERSIONS[p["version"]]["images"]), api_files=list(release["api"]["files"]),
+                  source_commit=release["sources"]["dify"]["commit"], healthchecks=healthchecks(p["version"]))
     if p["validate_only"]:
         module.exit_json(**result)
 
@@ -233,14 +300,14 @@ def main():
     result["path"] = dest
     header = ("Managed by difyops.fleet (dify_env): Dify %s, service %s.\nLocal edits are overwritten."
               % (p["version"], service))
-    content = render(env, header)
+    content = render(masked(env) if p["mask_secrets"] else env, header)
     before_text = ""
     if os.path.exists(dest):
         with open(dest, "rb") as fh:
             before_text = to_text(fh.read(), errors="surrogate_or_strict")
     changed = before_text != content
     if changed and module._diff:
-        b, a = masked_diff_text(parse(before_text), env)
+        b, a = masked_diff_text(parse(before_text), parse(content))
         result["diff"] = dict(before=b if before_text else "", after=a,
                               before_header=dest, after_header=dest)
     if changed and not module.check_mode:
@@ -254,7 +321,7 @@ def main():
         finally:
             os.close(fd)
         module.atomic_move(tmp, dest)
-    file_args = dict(path=dest, owner=p["owner"], group=p["group"], mode=p["mode"],
+    file_args = dict(path=dest, owner=p["owner"] or None, group=p["group"] or None, mode=p["mode"],
                      secontext=[None, None, None], attributes=None)
     if os.path.exists(dest):
         changed = module.set_fs_attributes_if_different(file_args, changed)

@@ -132,3 +132,39 @@ def test_daemon_json_rotation_and_live_restore():
 def test_images_came_from_the_archive():
     assert APP.file("/var/lib/dify/images/difyops-probe.tar").exists
     assert APP.check_output("docker image inspect -f '{{.Id}}' localhost/difyops-probe:lab").startswith("sha256:")
+
+
+def _env(service):
+    f = APP.file("/etc/dify/%s.env" % service)
+    return dict(line.split("=", 1) for line in f.content_string.splitlines() if line and not line.startswith("#"))
+
+
+@pytest.mark.parametrize("service", ["api", "worker", "beat", "migration"])
+def test_event_bus_points_at_the_current_master_and_no_empty_redis_address(service):
+    """Issue 12: Sentinel mode rendered REDIS_HOST=/REDIS_PORT= and no PUBSUB_REDIS_URL (event bus on localhost)."""
+    env = _env(service)
+    assert "REDIS_HOST" not in env and "REDIS_PORT" not in env
+    url = env["PUBSUB_REDIS_URL"]
+    assert url.startswith("redis://:") and url.endswith("/0") and "localhost" not in url and "127.0.0.1" not in url
+    # the data host runs the one Redis, the master the Sentinel names
+    data_addr = json.loads(DATA.check_output("ip -4 -json route get 1.1.1.1"))[0]["prefsrc"]
+    assert url.rsplit("@", 1)[1] == "%s:6379/0" % data_addr
+
+
+def test_probe_settings_are_container_env_not_dify_env():
+    """The probe's PROBE_* settings reach the containers without dify_env_allow_unknown."""
+    for service in SERVICES:
+        assert not [n for n in _env(service) if n.startswith("PROBE_")]
+    env = APP.check_output("docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' dify-api")
+    assert "PROBE_INTERVAL=3" in env.splitlines()
+
+
+@pytest.mark.parametrize("service", ["api", "web"])
+def test_public_urls_are_not_the_images_loopback_defaults(service):
+    """Without an edge host the fleet's own addresses, never the images' http://127.0.0.1:5001/:3000."""
+    env = _env(service)
+    assert env["CONSOLE_API_URL"].startswith("http://") and "127.0.0.1" not in env["CONSOLE_API_URL"]
+    if service == "api":
+        for name in ("CONSOLE_WEB_URL", "SERVICE_API_URL", "APP_WEB_URL", "FILES_URL", "TRIGGER_URL",
+                     "INTERNAL_FILES_URL"):
+            assert "127.0.0.1" not in env[name] and "localhost" not in env[name]

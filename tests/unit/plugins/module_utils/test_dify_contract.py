@@ -22,6 +22,8 @@ SECRETS = {
 CTX = {
     "db": {"host": "10.0.0.11", "port": 5432, "username": "dify", "database": "dify", "plugin_database": "dify_plugin"},
     "redis": {"sentinels": ["10.0.0.21:26379", "10.0.0.22:26379", "10.0.0.23:26379"], "master_name": "dify"},
+    "event_bus": {"url": "redis://10.0.0.22:6379"},
+    "public_url": "https://dify.example.com",
     "urls": {"api": "http://10.0.0.31:5001", "sandbox": "http://10.0.0.41:8194",
              "plugin_daemon": "http://10.0.0.42:5002", "ssrf_proxy": "http://10.0.0.51:3128"},
     "sizing": {"gunicorn_workers": 5, "celery_concurrency": 7, "sqlalchemy_pool_size": 12,
@@ -36,9 +38,13 @@ def ctx(**over):
     return c
 
 
+def validate(envs, version=dc.DEFAULT_VERSION, allow_unknown=()):
+    return dc.validate_all(envs, version, list(allow_unknown))
+
+
 def test_default_context_is_valid_and_uses_fleet_addresses():
     envs = dc.build_all(ctx())
-    assert dc.validate_all(envs) == []
+    assert validate(envs) == []
     api = envs["api"]
     assert api["DB_HOST"] == "10.0.0.11"
     assert api["CODE_EXECUTION_ENDPOINT"] == "http://10.0.0.41:8194"
@@ -95,20 +101,20 @@ def test_redis_env_from_redis_contract_wins():
     ("VECTOR_STORE", "faiss"), ("STORAGE_TYPE", "ftp"), ("DB_TYPE", "sqlite"), ("LOG_OUTPUT_FORMAT", "xml")])
 def test_bad_choices_are_refused(name, value):
     envs = dc.build_all(ctx(), {"api": {name: value}})
-    errors = dc.validate_all(envs)
+    errors = validate(envs)
     assert any(name in e and value in e for e in errors)
 
 
 def test_unknown_name_refused_unless_allowed():
     envs = dc.build_all(ctx(), {"all": {"NOT_A_DIFY_VAR": "1"}})
-    assert any("NOT_A_DIFY_VAR" in e and "dify_env_allow_unknown" in e for e in dc.validate_all(envs))
-    assert dc.validate_all(envs, allow_unknown=["NOT_A_DIFY_VAR"]) == []
+    assert any("NOT_A_DIFY_VAR" in e and "dify_env_allow_unknown" in e for e in validate(envs))
+    assert validate(envs, allow_unknown=["NOT_A_DIFY_VAR"]) == []
 
 
 def test_opendal_prefix_passes_through():
     envs = dc.build_all(ctx(storage_env={"STORAGE_TYPE": "opendal", "OPENDAL_SCHEME": "s3",
                                          "OPENDAL_S3_BUCKET": "dify", "OPENDAL_S3_REGION": "eu-west-1"}))
-    assert dc.validate_all(envs) == []
+    assert validate(envs) == []
 
 
 @pytest.mark.parametrize("name,value", [
@@ -117,13 +123,13 @@ def test_opendal_prefix_passes_through():
     ("WEAVIATE_ENDPOINT", "http://weaviate:8080"), ("PLUGIN_DIFY_INNER_API_URL", "http://api:5001")])
 def test_compose_host_names_refused(name, value):
     envs = dc.build_all(ctx(), {"api": {name: value}})
-    assert any(name in e and "compose host name" in e for e in dc.validate_all(envs))
+    assert any(name in e and "compose host name" in e for e in validate(envs))
 
 
 def test_public_hostnames_are_not_mistaken_for_compose_names():
     envs = dc.build_all(ctx(), {"api": {"MARKETPLACE_API_URL": "https://api.marketplace.example",
                                         "CONSOLE_API_URL": "https://dify.example/api"}})
-    assert dc.validate_all(envs) == []
+    assert validate(envs) == []
 
 
 @pytest.mark.parametrize("key", ["secret_key", "db_password", "sandbox_api_key", "plugin_daemon_key",
@@ -132,25 +138,25 @@ def test_public_hostnames_are_not_mistaken_for_compose_names():
 def test_sample_secrets_refused(key, sample):
     s = dict(SECRETS)
     s[key] = sample
-    errors = dc.validate_all(dc.build_all(ctx(secrets=s)))
+    errors = validate(dc.build_all(ctx(secrets=s)))
     assert any("sample" in e for e in errors)
 
 
 def test_empty_secret_refused():
     s = dict(SECRETS, secret_key="")
-    assert any("SECRET_KEY is empty" in e for e in dc.validate_all(dc.build_all(ctx(secrets=s))))
+    assert any("SECRET_KEY is empty" in e for e in validate(dc.build_all(ctx(secrets=s))))
 
 
 @pytest.mark.parametrize("service,name", [("sandbox", "API_KEY"), ("plugin_daemon", "SERVER_KEY"),
                                           ("worker", "SECRET_KEY"), ("plugin_daemon", "DIFY_INNER_API_KEY")])
 def test_shared_secrets_must_match(service, name):
     envs = dc.build_all(ctx(), {service: {name: "something-else-entirely"}})
-    assert any("must be equal" in e for e in dc.validate_all(envs))
+    assert any("must be equal" in e for e in validate(envs))
 
 
 def test_migration_enabled_on_long_running_refused():
     envs = dc.build_all(ctx(), {"worker": {"MIGRATION_ENABLED": "true"}})
-    assert any("MIGRATION_ENABLED must be false" in e for e in dc.validate_all(envs))
+    assert any("MIGRATION_ENABLED must be false" in e for e in validate(envs))
 
 
 def test_unknown_version_refused():
@@ -192,17 +198,20 @@ def test_render_parse_round_trip(env):
 
 def test_names_of_every_release_cover_what_is_built():
     for version in dc.VERSIONS:
-        envs = dc.build_all(ctx())
-        assert dc.validate_all(envs, version) == []
+        envs = dc.build_all(ctx(), version=version)
+        assert validate(envs, version) == []
 
 
-def test_env_from_the_redis_contract_filter_validates():
+@pytest.mark.parametrize("version", sorted(dc.VERSIONS))
+def test_env_from_the_redis_contract_filter_validates(version):
+    """Before: the filter rendered REDIS_HOST= and REDIS_PORT= (empty) in Sentinel mode (Dify and the daemon
+    stop at start), BROKER_USE_SSL (the api never reads it) and REDIS_USE_CLUSTERS (plugin daemon 0.5.3 neither)."""
     from ansible_collections.difyops.fleet.plugins.filter.redis import FilterModule
     render = FilterModule().filters()["dify_redis_env"]
     redis = render(["10.0.0.21", "10.0.0.22", "10.0.0.23"], password=SECRETS["redis_password"],
                    sentinel_password=SECRETS["redis_sentinel_password"])
-    envs = dc.build_all(ctx(redis_env=redis))
-    assert dc.validate_all(envs) == []
+    envs = dc.build_all(ctx(redis_env=redis), version=version)
+    assert validate(envs, version) == []
     assert envs["worker"]["CELERY_BROKER_URL"] == redis["CELERY_BROKER_URL"]
     assert "CELERY_BROKER_URL" not in envs["plugin_daemon"]
     assert envs["plugin_daemon"]["REDIS_SENTINELS"] == "10.0.0.21:26379,10.0.0.22:26379,10.0.0.23:26379"
@@ -214,7 +223,7 @@ def test_mysql_database_type_reaches_every_service():
             vector_store="qdrant", qdrant={"url": "http://10.0.0.61:6333"},
             secrets=dict(SECRETS, qdrant_api_key="qdrant-key-98765432"))
     envs = dc.build_all(c)
-    assert dc.validate_all(envs) == []
+    assert validate(envs) == []
     for svc in ("api", "worker", "beat", "migration", "plugin_daemon"):
         assert envs[svc]["DB_TYPE"] == "mysql" and envs[svc]["DB_HOST"] == "10.0.0.12"
         assert envs[svc]["DB_PORT"] == "3306"
@@ -230,3 +239,14 @@ def test_mysql_with_pgvector_needs_a_postgresql_host():
     envs = dc.build_all(ctx(db=db, pgvector={"host": "10.0.0.11", "port": 5432}))
     assert envs["api"]["PGVECTOR_HOST"] == "10.0.0.11" and envs["api"]["DB_HOST"] == "10.0.0.12"
     assert envs["api"]["PGVECTOR_PORT"] == "5432"
+
+
+@pytest.mark.parametrize("version", sorted(dc.VERSIONS))
+def test_builders_render_only_names_dify_reads(version):
+    """Before: PLUGIN_DIFY_INNER_API_KEY/URL (compose names; the api reads INNER_API_KEY_FOR_PLUGIN),
+    BROKER_USE_SSL (computed by DifyConfig), REDIS_USE_CLUSTERS (daemon 0.5.3) and EDITION (1.16.1 web)."""
+    envs = dc.build_all(ctx(), version=version)
+    assert dc.validate_all(envs, version) == []
+    for service, env in envs.items():
+        assert set(env) <= dc.dify_schema.known_names(dc.VERSIONS[version]["release"], dc.family(service)) | {
+            n for n in env if n.startswith("OPENDAL_")}, service

@@ -25,6 +25,8 @@ SECRETS = {
 CTX = {
     "db": {"host": "10.0.0.11"},
     "redis": {"sentinels": ["10.0.0.21:26379"], "master_name": "dify"},
+    "event_bus": {"url": "redis://10.0.0.21:6379"},
+    "public_url": "https://dify.example.com",
     "urls": {"api": "http://10.0.0.31:5001", "sandbox": "http://10.0.0.41:8194",
              "plugin_daemon": "http://10.0.0.42:5002"},
     "secrets": SECRETS,
@@ -41,13 +43,17 @@ def ctx(**over):
     return c
 
 
+def validate(envs):
+    return dc.validate_all(envs)
+
+
 def errors_of(c, extra=None):
-    return dc.validate_all(dc.build_all(c, extra))
+    return validate(dc.build_all(c, extra))
 
 
 def test_pgvector_is_the_default_and_uses_dify_database():
     envs = dc.build_all(ctx())
-    assert dc.validate_all(envs) == []
+    assert validate(envs) == []
     api = envs["api"]
     assert api["VECTOR_STORE"] == "pgvector"
     assert api["PGVECTOR_HOST"] == "10.0.0.11" and api["PGVECTOR_PASSWORD"] == SECRETS["db_password"]
@@ -56,7 +62,7 @@ def test_pgvector_is_the_default_and_uses_dify_database():
 
 def test_weaviate_external_endpoint():
     envs = dc.build_all(ctx(vector_store="weaviate", weaviate=dict(WEAVIATE, tokenization="word")))
-    assert dc.validate_all(envs) == []
+    assert validate(envs) == []
     for service in VECTOR_SERVICES:
         env = envs[service]
         assert env["VECTOR_STORE"] == "weaviate"
@@ -72,7 +78,7 @@ def test_weaviate_external_endpoint():
 
 def test_qdrant_external_endpoint():
     envs = dc.build_all(ctx(vector_store="qdrant", qdrant=QDRANT))
-    assert dc.validate_all(envs) == []
+    assert validate(envs) == []
     env = envs["worker"]
     assert env["VECTOR_STORE"] == "qdrant"
     assert env["QDRANT_URL"] == "http://10.0.0.62:6333"
@@ -171,7 +177,7 @@ def test_vector_env_still_overrides_for_other_stores():
     c = ctx(vector_store="milvus", vector_env={"MILVUS_URI": "http://10.0.0.63:19530",
                                                "MILVUS_USER": "dify", "MILVUS_PASSWORD": "milvus-pass-0123456789"})
     envs = dc.build_all(c)
-    assert dc.validate_all(envs) == []
+    assert validate(envs) == []
     assert envs["api"]["MILVUS_URI"] == "http://10.0.0.63:19530"
 
 

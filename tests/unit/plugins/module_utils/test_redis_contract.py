@@ -42,15 +42,18 @@ def test_sentinel_form_matches_difys_contract():
         "sentinel://:%s@10.0.0.2:26380/1" % PW,
         "sentinel://:%s@[fd00::3]:26379/1" % PW,
     ])
-    assert env["REDIS_USE_CLUSTERS"] == "false"
-    assert env["REDIS_HOST"] == ""
+    # issue 12: REDIS_HOST=/REDIS_PORT= (empty) stopped Dify (PositiveInt) and the plugin daemon (envconfig)
+    assert "REDIS_HOST" not in env and "REDIS_PORT" not in env
+    assert "REDIS_USE_CLUSTERS" not in env and "BROKER_USE_SSL" not in env
 
 
-def test_every_key_present_in_both_forms_and_all_strings():
+def test_only_known_keys_never_an_empty_value_all_strings():
     plain = dify_redis_env(sentinels=[], password=PW, host="10.0.0.9")
-    for env in (sentinel_env(), plain):
-        assert set(env) == set(ENV_KEYS)
-        assert all(isinstance(v, str) for v in env.values())
+    for env in (sentinel_env(), sentinel_env(sentinel_password=None), plain):
+        assert set(env) <= set(ENV_KEYS)
+        assert all(isinstance(v, str) and v != "" for v in env.values()), env
+    assert "REDIS_SENTINEL_PASSWORD" not in sentinel_env(sentinel_password=None)
+    assert "REDIS_USERNAME" not in plain and "REDIS_SENTINELS" not in plain
 
 
 def test_plain_form_for_one_host():
@@ -61,13 +64,13 @@ def test_plain_form_for_one_host():
     assert env["REDIS_PORT"] == "6380"
     assert env["REDIS_DB"] == "2"
     assert env["CELERY_BROKER_URL"] == "redis://:%s@10.0.0.9:6380/3" % PW
-    assert env["REDIS_SENTINELS"] == ""
+    assert "REDIS_SENTINELS" not in env
 
 
 def test_plain_form_tls_uses_rediss():
     env = dify_redis_env(sentinels=[], password=PW, host="redis.example", use_ssl=True)
-    assert env["CELERY_BROKER_URL"].startswith("rediss://")
-    assert env["BROKER_USE_SSL"] == "true"
+    assert env["CELERY_BROKER_URL"].startswith("rediss://")   # DifyConfig's BROKER_USE_SSL follows the scheme
+    assert env["REDIS_USE_SSL"] == "true" and "BROKER_USE_SSL" not in env
 
 
 def test_comma_string_of_sentinels_accepted():

@@ -25,6 +25,8 @@ SECRETS = {
 CONTEXT = {
     "db": {"host": "10.1.0.2"},
     "redis": {"sentinels": ["10.1.0.3:26379"], "master_name": "dify-master"},
+    "event_bus": {"url": "redis://10.1.0.3:6379"},
+    "public_url": "https://dify.example.com",
     "urls": {"api": "http://10.1.0.4:5001", "sandbox": "http://10.1.0.4:8194",
              "plugin_daemon": "http://10.1.0.4:5002"},
 }
@@ -93,3 +95,22 @@ def test_validate_only_returns_pinned_images(tmp_path):
     res = run(tmp_path, validate_only=True)
     assert res["images"]["api"] == "langgenius/dify-api:1.13.3"
     assert res["images"]["plugin_daemon"] == "langgenius/dify-plugin-daemon:0.5.3-local"
+
+
+def test_release_files_and_source_commit_returned(tmp_path):
+    res = run(tmp_path, validate_only=True)
+    assert res["source_commit"] == "59639ca9b2ba2ba4b32b5feff5149cfc1ad0ba74"
+    assert "api/celery_entrypoint.py" in res["api_files"]
+    assert "api/celery_healthcheck.py" not in res["api_files"]
+    res = run(tmp_path, validate_only=True, version="1.16.1")
+    assert res["images"]["api"] == "langgenius/dify-api:1.16.1"
+    assert res["images"]["plugin_daemon"] == "langgenius/dify-plugin-daemon:0.6.3-local"
+    assert "api/celery_healthcheck.py" in res["api_files"]
+
+
+@pytest.mark.parametrize("service", ["api", "plugin_daemon"])
+def test_empty_redis_port_refused_before_anything_is_written(tmp_path, service):
+    dest = tmp_path / ("%s.env" % service)
+    res = run(tmp_path, service=service, dest=str(dest), extra_env={service: {"REDIS_PORT": ""}})
+    assert res.get("failed") and "%s: REDIS_PORT=''" % service in res["msg"], res
+    assert not dest.exists()
