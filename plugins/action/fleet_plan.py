@@ -11,11 +11,8 @@ are read from the play's hostvars.
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import time
-
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.difyops.fleet.plugins.module_utils.capacity_plan import (
     PlanError,
@@ -23,27 +20,17 @@ from ansible_collections.difyops.fleet.plugins.module_utils.capacity_plan import
     run,
 )
 from ansible_collections.difyops.fleet.plugins.modules.fleet_plan import ARGUMENT_SPEC
+from ansible_collections.difyops.fleet.plugins.plugin_utils.fleet_action import FleetAction
 
 
-class ActionModule(ActionBase):
+class ActionModule(FleetAction):
 
-    TRANSFERS_FILES = False
-    _requires_connection = False
+    ARGUMENT_SPEC = ARGUMENT_SPEC
 
-    def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
+    def read_hostvars(self, groups, hostvars):
+        return collect_host_inputs(groups, hostvars)
 
-        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
-        groups = args.get("groups")
-        if groups is None:
-            groups = task_vars.get("groups") or {}
-        hostvars = args.get("hostvars")
-        started = time.process_time()
-        if hostvars is None:
-            hostvars = collect_host_inputs(groups, task_vars.get("hostvars") or {})
-        collected = time.process_time() - started
+    def act(self, result, args, groups, hostvars):
         try:
             out = run(groups, hostvars, args.get("overrides") or {}, args.get("report_path"),
                       args.get("report_title"), check_mode=self._task.check_mode,
@@ -55,6 +42,6 @@ class ActionModule(ActionBase):
         except (IOError, OSError) as exc:
             raise AnsibleActionFail("fleet_plan could not write the report %s: %s; check report_path"
                                     % (args.get("report_path"), to_text(exc)))
-        out["cpu_seconds"]["read_hostvars"] = round(collected, 4)
+        out["cpu_seconds"]["read_hostvars"] = self.read_seconds
         result.update(out)
         return result

@@ -17,7 +17,6 @@ __metaclass__ = type
 from collections.abc import Mapping
 
 from ansible.module_utils.six import string_types
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.difyops.fleet.plugins.module_utils.preflight import (
     check_fleet,
@@ -26,6 +25,7 @@ from ansible_collections.difyops.fleet.plugins.module_utils.preflight import (
     is_checked_var,
 )
 from ansible_collections.difyops.fleet.plugins.modules.fleet_preflight import ARGUMENT_SPEC
+from ansible_collections.difyops.fleet.plugins.plugin_utils.fleet_action import FleetAction
 
 
 def _plain(value):
@@ -71,25 +71,16 @@ def read_hostvars(groups, hostvars):
     return out
 
 
-class ActionModule(ActionBase):
+class ActionModule(FleetAction):
 
-    TRANSFERS_FILES = False
-    _requires_connection = False
+    ARGUMENT_SPEC = ARGUMENT_SPEC
 
-    def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
+    def read_hostvars(self, groups, hostvars):
+        return read_hostvars(groups, hostvars)
 
-        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
-        groups = args.get("groups")
-        if groups is None:
-            groups = task_vars.get("groups") or {}
-        hostvars = args.get("hostvars")
-        if hostvars is None:
-            hostvars = read_hostvars(groups, task_vars.get("hostvars") or {})
+    def act(self, result, args, groups, hostvars):
         errors = check_fleet(groups, hostvars, args.get("argument_specs"), args.get("plan_errors"),
-                             args.get("required_groups"), args.get("unreachable_hosts"))
+                             args.get("unreachable_hosts"))
         checked = len(fleet_hosts(groups))
         result.update(changed=False, errors=errors, checked_hosts=checked)
         if errors:

@@ -171,48 +171,9 @@ def pg_tune(memory_mb, cpus, profile="web", storage="ssd", max_connections=None,
         )
     cpus = int(cpus) if cpus >= 1 else 1
     total_kb = int(pg_memory_mb * KB_PER_MB)
-
-    shared_kb = total_kb // 16 if profile == "desktop" else total_kb // 4
-    shared_kb = max(shared_kb, PG_MIN_KB["shared_buffers"])
-    cache_kb = total_kb // 4 if profile == "desktop" else (total_kb * 3) // 4
-    cache_kb = max(cache_kb, PG_MIN_KB["effective_cache_size"])
-    maint_kb = total_kb // 8 if profile == "dw" else total_kb // 16
-    maint_kb = min(maint_kb, 8 * KB_PER_GB)
-    maint_kb = max(maint_kb, PG_MIN_KB["maintenance_work_mem"])
-
-    # wal_buffers: 3% of shared_buffers, at most 16MB, rounded up to 16MB
-    # when above 14MB, at least 32kB.
-    wal_kb = (3 * shared_kb) // 100
-    wal_kb = min(wal_kb, 16 * KB_PER_MB)
-    if 14 * KB_PER_MB < wal_kb < 16 * KB_PER_MB:
-        wal_kb = 16 * KB_PER_MB
-    wal_kb = max(wal_kb, PG_MIN_KB["wal_buffers"])
-
-    # Parallel settings only from 4 CPUs on.
-    parallel = []
-    if cpus >= 4:
-        per_gather = int(math.ceil(cpus / 2.0))
-        if profile != "dw":
-            per_gather = min(per_gather, 4)
-        parallel.append(("max_worker_processes", cpus))
-        parallel.append(("max_parallel_workers_per_gather", per_gather))
-        parallel.append(("max_parallel_workers", cpus))
-        if pg_version >= 11:
-            parallel.append(("max_parallel_maintenance_workers", min(int(math.ceil(cpus / 2.0)), 4)))
-    workers_for_work_mem = cpus if cpus >= 4 else _PG_DEFAULT_WORKER_PROCESSES
-
-    # work_mem = (RAM - shared_buffers) / ((max_connections + workers) * 3),
-    # halved for dw/mixed, /6 for desktop, +30% when the DB fits in RAM,
-    # -10% when it is much larger, never below 4MB.
-    work_kb = (total_kb - shared_kb) / float((max_connections + workers_for_work_mem) * 3)
-    divisor = {"web": 1, "oltp": 1, "dw": 2, "mixed": 2, "desktop": 6}[profile]
-    work_kb = int(math.floor(work_kb / divisor))
-    if db_size == "less_ram":
-        work_kb = int(math.floor(work_kb * 1.3))
-    elif db_size == "greater_ram":
-        work_kb = int(math.floor(work_kb * 0.9))
-    work_kb = max(work_kb, 4 * KB_PER_MB)
-
+    shared_kb, cache_kb, maint_kb, wal_kb = _pg_memory_kb(total_kb, profile)
+    parallel, workers_for_work_mem = _pg_parallel(cpus, profile, pg_version)
+    work_kb = _pg_work_mem_kb(total_kb, shared_kb, max_connections, workers_for_work_mem, profile, db_size)
     if db_size == "less_ram":
         random_page_cost = 1.1
     elif storage == "hdd" or profile == "dw":
@@ -236,15 +197,67 @@ def pg_tune(memory_mb, cpus, profile="web", storage="ssd", max_connections=None,
     out["max_wal_size"] = format_kb(_PG_MAX_WAL_MB[profile] * KB_PER_MB)
     for key, value in parallel:
         out[key] = value
+    out.update(_pg_version_settings(cpus, profile, pg_version, maint_kb))
+    return out
+
+
+def _pg_memory_kb(total_kb, profile):
+    """shared_buffers, effective_cache_size, maintenance_work_mem and wal_buffers in kB."""
+    shared_kb = total_kb // 16 if profile == "desktop" else total_kb // 4
+    shared_kb = max(shared_kb, PG_MIN_KB["shared_buffers"])
+    cache_kb = total_kb // 4 if profile == "desktop" else (total_kb * 3) // 4
+    cache_kb = max(cache_kb, PG_MIN_KB["effective_cache_size"])
+    maint_kb = total_kb // 8 if profile == "dw" else total_kb // 16
+    maint_kb = min(maint_kb, 8 * KB_PER_GB)
+    maint_kb = max(maint_kb, PG_MIN_KB["maintenance_work_mem"])
+    # wal_buffers: 3% of shared_buffers, at most 16MB, rounded up to 16MB
+    # when above 14MB, at least 32kB.
+    wal_kb = (3 * shared_kb) // 100
+    wal_kb = min(wal_kb, 16 * KB_PER_MB)
+    if 14 * KB_PER_MB < wal_kb < 16 * KB_PER_MB:
+        wal_kb = 16 * KB_PER_MB
+    wal_kb = max(wal_kb, PG_MIN_KB["wal_buffers"])
+    return shared_kb, cache_kb, maint_kb, wal_kb
+
+
+def _pg_parallel(cpus, profile, pg_version):
+    """Parallel settings (only from 4 CPUs on), and the worker count work_mem divides by."""
+    parallel = []
+    if cpus >= 4:
+        per_gather = int(math.ceil(cpus / 2.0))
+        if profile != "dw":
+            per_gather = min(per_gather, 4)
+        parallel.append(("max_worker_processes", cpus))
+        parallel.append(("max_parallel_workers_per_gather", per_gather))
+        parallel.append(("max_parallel_workers", cpus))
+        if pg_version >= 11:
+            parallel.append(("max_parallel_maintenance_workers", min(int(math.ceil(cpus / 2.0)), 4)))
+    return parallel, (cpus if cpus >= 4 else _PG_DEFAULT_WORKER_PROCESSES)
+
+
+def _pg_work_mem_kb(total_kb, shared_kb, max_connections, workers, profile, db_size):
+    """work_mem = (RAM - shared_buffers) / ((max_connections + workers) * 3),
+    halved for dw/mixed, /6 for desktop, +30% when the DB fits in RAM,
+    -10% when it is much larger, never below 4MB."""
+    work_kb = (total_kb - shared_kb) / float((max_connections + workers) * 3)
+    divisor = {"web": 1, "oltp": 1, "dw": 2, "mixed": 2, "desktop": 6}[profile]
+    work_kb = int(math.floor(work_kb / divisor))
+    if db_size == "less_ram":
+        work_kb = int(math.floor(work_kb * 1.3))
+    elif db_size == "greater_ram":
+        work_kb = int(math.floor(work_kb * 0.9))
+    return max(work_kb, 4 * KB_PER_MB)
+
+
+def _pg_version_settings(cpus, profile, pg_version, maint_kb):
+    """Settings that depend on the profile, the version or the size of the host."""
+    out = {}
     if profile == "desktop":
         out["wal_level"] = "minimal"
         out["max_wal_senders"] = 0
     if pg_version >= 12 and profile in ("web", "oltp", "mixed"):
         out["jit"] = "off"
-    if pg_version >= 15:
-        out["wal_compression"] = "lz4"
-    else:
-        out["wal_compression"] = "on"
+    out["wal_compression"] = "lz4" if pg_version >= 15 else "on"
     if cpus >= 32:
         out["autovacuum_max_workers"] = 5
     elif cpus >= 16:
@@ -524,7 +537,7 @@ def connection_budget(app_hosts, plugin_daemons=0, plugin_daemon_pool=30,
     """
     hosts = _normalize_app_hosts(app_hosts)
     plugin_daemons = _number("plugin_daemons", plugin_daemons, integer=True, allow_zero=True)
-    plugin_daemon_pool = _number("plugin_daemon_pool (dify_plugin_daemon_db_max_open_conns)",
+    plugin_daemon_pool = _number("plugin_daemon_pool (dify_plugin_db_max_open_conns)",
                                  plugin_daemon_pool, integer=True)
     pgvector_pool = _number("pgvector_pool (dify_pgvector_max_connection)", pgvector_pool, integer=True)
     replicas = _number("replicas", replicas, integer=True, allow_zero=True)
@@ -532,9 +545,7 @@ def connection_budget(app_hosts, plugin_daemons=0, plugin_daemon_pool=30,
     admin_reserved = _number("admin_reserved", admin_reserved, integer=True, allow_zero=True)
     minimum = _number("minimum", minimum, integer=True)
 
-    per_host = {}
-    for h in hosts:
-        per_host[h["name"]] = _app_host_connections(h)
+    per_host = dict((h["name"], _app_host_connections(h)) for h in hosts)
     app_total = sum(per_host.values())
     plugin_total = plugin_daemons * plugin_daemon_pool
     pgvector_total = sum(h["pgvector_processes"] for h in hosts) * pgvector_pool if pgvector_on_db else 0
@@ -548,54 +559,47 @@ def connection_budget(app_hosts, plugin_daemons=0, plugin_daemon_pool=30,
         computed = False
         max_connections = _number("max_connections (postgresql_max_connections)",
                                   max_connections, integer=True, minimum=10)
-    fits = required <= max_connections
-
-    # Largest uniform pool size that fits the given max_connections.
-    max_pool = None
-    if hosts:
-        current = max(h["pool_size"] for h in hosts)
-        for p in range(max(current, 1), 0, -1):
-            total = sum(_app_host_connections(h, pool_size=p) for h in hosts) + fixed
-            if total <= max_connections:
-                max_pool = p
-                break
-
     result = {
-        "required": required,
-        "max_connections": max_connections,
-        "max_connections_computed": computed,
-        "fits": fits,
-        "breakdown": {
-            "app_hosts": per_host,
-            "app_total": app_total,
-            "plugin_daemon": plugin_total,
-            "pgvector": pgvector_total,
-            "replication": replicas,
-            "superuser_reserved": superuser_reserved,
-            "admin_reserved": admin_reserved,
-        },
-        "max_pool_size": max_pool,
-        "memory": None,
-        "memory_fits": True,
+        "required": required, "max_connections": max_connections, "max_connections_computed": computed,
+        "fits": required <= max_connections,
+        "breakdown": {"app_hosts": per_host, "app_total": app_total, "plugin_daemon": plugin_total,
+                      "pgvector": pgvector_total, "replication": replicas, "superuser_reserved": superuser_reserved,
+                      "admin_reserved": admin_reserved},
+        "max_pool_size": _max_uniform_pool(hosts, fixed, max_connections),
+        "memory": None, "memory_fits": True,
     }
     if db_memory_mb is not None:
-        cpus = 1 if db_cpus is None else db_cpus
-        settings = pg_tune(db_memory_mb, cpus, profile=profile, storage=storage,
-                           max_connections=max_connections, pg_version=pg_version,
-                           memory_fraction=db_memory_fraction)
-        available = int(_number("db_memory_mb", db_memory_mb) * db_memory_fraction)
-        need = pg_memory_need_mb(settings)
-        result["memory"] = {
-            "available_mb": available,
-            "required_mb": need,
-            "shared_buffers": settings["shared_buffers"],
-            "work_mem": settings["work_mem"],
-            "per_connection_mb": round(parse_pg_size_kb(settings["work_mem"]) / float(KB_PER_MB)
-                                       + PG_BACKEND_OVERHEAD_MB, 2),
-        }
-        result["memory_fits"] = need <= available
+        result["memory"] = _budget_memory(db_memory_mb, db_cpus, db_memory_fraction, max_connections,
+                                          profile, storage, pg_version)
+        result["memory_fits"] = result["memory"]["required_mb"] <= result["memory"]["available_mb"]
     result["ok"] = result["fits"] and result["memory_fits"]
     return result
+
+
+def _max_uniform_pool(hosts, fixed, max_connections):
+    """The largest dify_sqlalchemy_pool_size every app host could use and still fit (None if none does)."""
+    if not hosts:
+        return None
+    current = max(h["pool_size"] for h in hosts)
+    for p in range(max(current, 1), 0, -1):
+        if sum(_app_host_connections(h, pool_size=p) for h in hosts) + fixed <= max_connections:
+            return p
+    return None
+
+
+def _budget_memory(db_memory_mb, db_cpus, db_memory_fraction, max_connections, profile, storage, pg_version):
+    """The database host's memory with every connection busy, against what it has."""
+    settings = pg_tune(db_memory_mb, 1 if db_cpus is None else db_cpus, profile=profile, storage=storage,
+                       max_connections=max_connections, pg_version=pg_version,
+                       memory_fraction=db_memory_fraction)
+    return {
+        "available_mb": int(_number("db_memory_mb", db_memory_mb) * db_memory_fraction),
+        "required_mb": pg_memory_need_mb(settings),
+        "shared_buffers": settings["shared_buffers"],
+        "work_mem": settings["work_mem"],
+        "per_connection_mb": round(parse_pg_size_kb(settings["work_mem"]) / float(KB_PER_MB)
+                                   + PG_BACKEND_OVERHEAD_MB, 2),
+    }
 
 
 def budget_fix_message(budget, pool_var="dify_sqlalchemy_pool_size",

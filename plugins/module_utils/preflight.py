@@ -6,9 +6,11 @@
 Pure functions over the inventory (groups, per-host variables and facts) and
 the roles' argument specs. Each problem is one sentence naming the host(s),
 the variable, the value and the fix; all problems are returned together.
-The capacity rules (one beat host, sentinel count, connection budget,
-memory) belong to the capacity plan (capacity_plan.py); the preflight module
-merges its errors so the user sees everything at once.
+Host counts (a required group is empty, exactly one beat, at most one plugin
+daemon or MySQL host, odd Sentinels >= 3 for HA) come from the catalog
+(catalog.py); the capacity rules (connection budget, memory) belong to the
+capacity plan (capacity_plan.py), whose errors the preflight module merges
+so the user sees everything at once.
 """
 
 from __future__ import (absolute_import, division, print_function)
@@ -20,38 +22,11 @@ import re
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.six import string_types
 
-from ansible_collections.difyops.fleet.plugins.module_utils.fleet import FLEET_GROUPS
+from ansible_collections.difyops.fleet.plugins.module_utils import catalog
+from ansible_collections.difyops.fleet.plugins.module_utils import knobs
 from ansible_collections.difyops.fleet.plugins.module_utils.secrets import is_sample_value
 
-SUPPORTED_RELEASES = ("bookworm", "trixie")
-SUPPORTED_VERSIONS = {"bookworm": "12", "trixie": "13"}
-
-# Groups a working Dify fleet cannot do without. dify_beat (exactly one) and
-# dify_sentinel (odd, >= 3 with HA) are counted by the capacity plan.
-REQUIRED_GROUPS = (
-    "dify_postgres",
-    "dify_redis",
-    "dify_api",
-    "dify_worker",
-    "dify_web",
-    "dify_sandbox",
-    "dify_plugin_daemon",
-    "dify_ssrf_proxy",
-    "dify_edge",
-)
-
-# What each group runs, for messages.
-GROUP_PURPOSE = {
-    "dify_postgres": "PostgreSQL (Dify's database)",
-    "dify_redis": "Redis (cache and Celery broker)",
-    "dify_api": "the Dify api",
-    "dify_worker": "the Celery workers",
-    "dify_web": "the Dify web front end",
-    "dify_sandbox": "dify-sandbox (code execution)",
-    "dify_plugin_daemon": "the plugin daemon",
-    "dify_ssrf_proxy": "the squid SSRF proxy",
-    "dify_edge": "nginx (the public entry point)",
-}
+SUPPORTED_RELEASES = catalog.SUPPORTED_RELEASES
 
 # Variable names that hold a credential: their values are checked against
 # Dify's public sample secrets (everything under difyops_secrets is too).
@@ -68,12 +43,11 @@ MAGIC_VARS = frozenset((
     "ansible_local", "module_setup", "difyops_plan",
 ))
 
-# Variables not in any role's argument spec that the fleet still reads
-# (the capacity plan's inputs); never reported as misspelt.
-FLEET_VARIABLES = frozenset((
-    "difyops_memory_mb", "difyops_cpus", "difyops_memory_weights", "difyops_ha",
-    "difyops_address", "difyops_secrets", "difyops_secrets_file", "difyops_fleet_hosts",
-    "difyops_pg_admin_connections", "difyops_pg_superuser_reserved_connections",
+# Variables not in any role's argument spec that the fleet still reads (the
+# capacity plan's knobs, knobs.py, and the playbooks' own); never reported as
+# misspelt.
+FLEET_VARIABLES = frozenset(knobs.NAMES + (
+    "difyops_ha", "difyops_address", "difyops_secrets", "difyops_secrets_file", "difyops_fleet_hosts",
 ))
 
 
@@ -93,34 +67,23 @@ def _fact(hv, name):
     return hv.get("ansible_" + name) if isinstance(hv, dict) else None
 
 
-def fleet_hosts(groups):
-    """Hosts of the fleet groups, in inventory order, each once."""
-    seen = []
-    for group in FLEET_GROUPS:
-        for host in groups.get(group) or []:
-            if host not in seen:
-                seen.append(host)
-    return seen
+fleet_hosts = catalog.fleet_hosts
 
 
-def _hosts_text(hosts):
-    hosts = list(hosts)
-    if len(hosts) <= 4:
-        return ", ".join(hosts)
-    return "%s and %d more" % (", ".join(hosts[:3]), len(hosts) - 3)
+def ha_wanted(groups, hostvars):
+    """Whether the fleet asks for high availability: ``difyops_ha`` (read on the
+    first Sentinel or Redis host; group_vars/all reaches every host), else yes
+    when there is something to fail over to (2+ Redis hosts)."""
+    hosts = catalog.members(groups, "dify_sentinel") or catalog.members(groups, "dify_redis")
+    value = (hostvars.get(hosts[0]) or {}).get("difyops_ha") if hosts else None
+    if value is None or value == "" or _is_template(value):
+        return len(catalog.members(groups, "dify_redis")) > 1
+    return str(value).strip().lower() not in ("false", "no", "0", "off")
 
 
-def check_groups(groups, required=REQUIRED_GROUPS):
-    errors = []
-    for group in required:
-        if group == "dify_postgres" and groups.get("dify_mysql"):
-            continue  # Dify's database is MySQL (DB_TYPE=mysql)
-        if not (groups.get(group) or []):
-            errors.append(
-                "group %s is empty: no host runs %s. Add at least one host to [%s] in the inventory "
-                "(one host may sit in several groups)." % (group, GROUP_PURPOSE.get(group, group), group)
-            )
-    return errors
+def check_groups(groups, hostvars=None):
+    """Every group holds as many hosts as the catalog says (required, at most, exactly, odd for HA)."""
+    return catalog.count_problems(groups, ha=ha_wanted(groups, hostvars or {}))
 
 
 def check_facts(groups, hostvars, unreachable=()):
@@ -148,11 +111,15 @@ def check_facts(groups, hostvars, unreachable=()):
         version = _fact(hv, "distribution_major_version")
         if distribution != "Debian" or release not in SUPPORTED_RELEASES:
             errors.append(
-                "%s: runs %s %s (%s); difyops.fleet supports Debian 12 (bookworm) and 13 (trixie). "
-                "Reinstall the host with Debian 12 or 13, or remove it from the inventory."
-                % (host, distribution, version, release)
+                "%s: runs %s %s (%s); difyops.fleet supports %s. Reinstall the host with one of those, or "
+                "remove it from the inventory." % (host, distribution, version, release, _supported_text())
             )
     return errors
+
+
+def _supported_text():
+    return "Debian " + " and ".join("%s (%s)" % (catalog.PLATFORMS[r]["major"], r) for r in sorted(
+        SUPPORTED_RELEASES, key=lambda r: int(catalog.PLATFORMS[r]["major"])))
 
 
 def check_tls(groups, hostvars):
@@ -183,7 +150,7 @@ def _literal(hv, name, default):
 
 
 def check_storage(groups, hostvars):
-    """Several api/worker hosts need one shared file storage; several plugin daemons need S3."""
+    """Several api/worker hosts need one shared file storage (one plugin daemon host: the catalog)."""
     errors = []
     app_hosts = []
     for group in ("dify_api", "dify_worker"):
@@ -197,36 +164,17 @@ def check_storage(groups, hostvars):
             "its own uploads and the others would not find them. Set storage_backend: nfs with "
             "storage_nfs_src: <server>:/<export>, storage_backend: shared with storage_path on a filesystem "
             "you already mount on every api/worker host, or storage_backend: s3 with storage_s3_bucket "
-            "(group_vars/all)." % (_hosts_text(local), len(app_hosts), _hosts_text(app_hosts))
+            "(group_vars/all)." % (catalog.hosts_text(local), len(app_hosts), catalog.hosts_text(app_hosts))
         )
-    daemons = list(groups.get("dify_plugin_daemon") or [])
-    if len(daemons) > 1:
-        local_plugin = []
-        for host in daemons:
-            hv = hostvars.get(host) or {}
-            backend = _literal(hv, "storage_backend", "local")
-            plugin = _literal(hv, "storage_plugin_backend", "aws_s3" if backend == "s3" else "local")
-            if plugin == "local":
-                local_plugin.append(host)
-        if local_plugin:
-            errors.append(
-                "%s: storage_plugin_backend is 'local' but there are %d dify_plugin_daemon hosts (%s); "
-                "installed plugins would exist on one of them only. Keep one plugin daemon host, or set "
-                "storage_plugin_backend: aws_s3 with storage_plugin_s3_bucket."
-                % (_hosts_text(local_plugin), len(daemons), _hosts_text(daemons))
-            )
     return errors
 
 
 def check_database(groups, hostvars):
-    """One MySQL host at most; DB_TYPE=mysql with pgvector needs a PostgreSQL host."""
+    """DB_TYPE=mysql needs a MySQL server; with pgvector, a PostgreSQL host too (one
+    dify_mysql host at most: the catalog)."""
     errors = []
     mysql = list(groups.get("dify_mysql") or [])
     postgres = list(groups.get("dify_postgres") or [])
-    if len(mysql) > 1:
-        errors.append(
-            "group dify_mysql has %d hosts (%s); the mysql role runs one MariaDB server and separate servers "
-            "would hold different data. Keep one host in [dify_mysql]." % (len(mysql), _hosts_text(mysql)))
     app = []
     for group in ("dify_api", "dify_worker", "dify_beat"):
         for host in groups.get(group) or []:
@@ -251,6 +199,87 @@ def check_database(groups, hostvars):
                 "host for pgvector." % host)
             break
     return errors
+
+
+# Dify releases whose api splits every REDIS_SENTINELS entry on ':'
+# (api/extensions/ext_redis.py: host = node.split(":")[0]), so an IPv6
+# Sentinel address cannot work; module_utils/dify_contract.py refuses the
+# rendered value too.
+SENTINELS_SPLIT_ON_COLON = ("1.13.3", "1.16.1")
+DEFAULT_DIFY_VERSION = "1.13.3"
+
+
+def _is_ipv6_endpoint(entry):
+    text = str(entry).strip()
+    return text.startswith("[") or text.count(":") > 1
+
+
+def check_sentinel_addresses(groups, hostvars):
+    """Dify 1.13.3 and 1.16.1 cannot reach a Sentinel at an IPv6 address.
+
+    The Sentinels Dify is given are ``dify_redis_sentinels`` where the
+    inventory sets it for an app host, else the addresses of the
+    dify_sentinel hosts (difyops_address, the default IPv4 fact, ansible_host).
+    """
+    sentinels = list(groups.get("dify_sentinel") or [])
+    if not sentinels:
+        return []
+    addresses = {}
+    for host in sentinels:
+        hv = hostvars.get(host) or {}
+        explicit = hv.get("difyops_address")
+        facts = _host_facts(hv)
+        ipv4 = (facts.get("default_ipv4") or hv.get("ansible_default_ipv4") or {}) if isinstance(hv, dict) else {}
+        addr = explicit or (ipv4.get("address") if isinstance(ipv4, dict) else None) or hv.get("ansible_host") or host
+        addresses[host] = addr
+    found = {}
+    for group in ("dify_api", "dify_worker", "dify_beat", "dify_plugin_daemon"):
+        for host in groups.get(group) or []:
+            hv = hostvars.get(host) or {}
+            version = _literal(hv, "dify_version", DEFAULT_DIFY_VERSION)
+            if version is not None and str(version) not in SENTINELS_SPLIT_ON_COLON:
+                continue
+            given = _literal(hv, "dify_redis_sentinels", None)
+            if isinstance(given, (list, tuple)):
+                bad = [str(e) for e in given if _is_ipv6_endpoint(e)]
+                where = "dify_redis_sentinels"
+            elif given is None and "dify_redis_sentinels" not in hv:
+                bad = ["%s (%s)" % (addresses[s], s) for s in sentinels if _is_ipv6_endpoint(addresses[s])]
+                where = "the addresses of the dify_sentinel hosts"
+            else:
+                continue
+            if bad:
+                found.setdefault((where, tuple(bad), str(version or DEFAULT_DIFY_VERSION)), []).append(host)
+    errors = []
+    for (where, bad, version), hosts in sorted(found.items()):
+        errors.append(
+            "%s: %s include IPv6 addresses (%s), but Dify %s splits every REDIS_SENTINELS entry on ':' "
+            "(api/extensions/ext_redis.py), so it cannot reach those Sentinels. Give Dify the Sentinels by "
+            "host name: set dify_redis_sentinels: [sentinel-1.example.net:26379, ...] (names the app hosts "
+            "resolve; group_vars/all), or give the Sentinel hosts IPv4 addresses (difyops_address)."
+            % (catalog.hosts_text(sorted(set(hosts), key=hosts.index)), where, ", ".join(bad), version))
+    return errors
+
+
+def check_vector(groups, hostvars):
+    """With hosts in dify_vector, Dify's store is the one its first host runs."""
+    vec = catalog.members(groups, "dify_vector")
+    if not vec:
+        return []
+    first = hostvars.get(vec[0]) or {}
+    engine = _literal(first, "vector_store_engine", None) or _literal(first, "dify_vector_store", "weaviate")
+    wrong = []
+    for host in catalog.members(groups, "dify_api") + catalog.members(groups, "dify_worker"):
+        store = _literal(hostvars.get(host) or {}, "dify_vector_store", "pgvector")
+        if engine and store and store != engine and host not in wrong:
+            wrong.append(host)
+    if not wrong:
+        return []
+    store = _literal(hostvars.get(wrong[0]) or {}, "dify_vector_store", "pgvector")
+    return ["%s: dify_vector_store is %r but group dify_vector has hosts (%s) whose first host, %s, runs %s "
+            "(vector_store_engine, else dify_vector_store there). Set dify_vector_store: %s in group_vars/all so "
+            "both sides agree, or empty [dify_vector] to use %s (pgvector, or an external endpoint)."
+            % (catalog.hosts_text(wrong), store, catalog.hosts_text(vec), vec[0], engine, engine, store)]
 
 
 def _walk(value, path):
@@ -308,7 +337,7 @@ def check_sample_secrets(groups, hostvars):
             "%s: %s is %r, one of Dify's public sample secrets that anyone can read in Dify's "
             "repository. Remove it from the inventory so difyops_secrets supplies a generated value, "
             "or set your own random value (e.g. openssl rand -hex 24), ideally in an ansible-vault file."
-            % (_hosts_text(hosts), path, leaf)
+            % (catalog.hosts_text(hosts), path, leaf)
         )
     return errors
 
@@ -372,7 +401,8 @@ def check_argument_specs(groups, hostvars, argument_specs):
         if name not in options:
             if name in known:
                 continue
-            close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.8)
+            names = list(options) + [k for k in knobs.NAMES if _owner(k, options_by_role) == role]
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.8)
             if close:
                 msg = ("%s is not a variable of role %s (did you mean %s?); the role would ignore it. "
                        "Rename it in the inventory." % (name, role, close[0]))
@@ -388,21 +418,22 @@ def check_argument_specs(groups, hostvars, argument_specs):
                        (", one of %s" % ", ".join(str(c) for c in spec["choices"]))
                        if spec.get("choices") else ""))
             found.setdefault(msg, []).append(host)
-    return ["%s: %s" % (_hosts_text(hosts), msg) for msg, hosts in sorted(found.items())]
+    return ["%s: %s" % (catalog.hosts_text(hosts), msg) for msg, hosts in sorted(found.items())]
 
 
-def check_fleet(groups, hostvars, argument_specs=None, plan_errors=(), required_groups=REQUIRED_GROUPS,
-                unreachable=()):
+def check_fleet(groups, hostvars, argument_specs=None, plan_errors=(), unreachable=()):
     """Every problem of the fleet, in a stable order (empty list: the fleet may be converged)."""
     groups = groups or {}
     hostvars = hostvars or {}
     errors = []
-    errors.extend(check_groups(groups, required_groups))
+    errors.extend(check_groups(groups, hostvars))
     errors.extend(check_facts(groups, hostvars, unreachable or ()))
     errors.extend(check_argument_specs(groups, hostvars, argument_specs))
     errors.extend(check_tls(groups, hostvars))
     errors.extend(check_storage(groups, hostvars))
     errors.extend(check_database(groups, hostvars))
+    errors.extend(check_sentinel_addresses(groups, hostvars))
+    errors.extend(check_vector(groups, hostvars))
     errors.extend(check_sample_secrets(groups, hostvars))
     for err in plan_errors or ():
         if err not in errors:

@@ -134,6 +134,7 @@ def split_config_args(line):
                 current.append(c)
                 i += 1
         elif line[i] == "'":
+            # single quotes: only \' is an escape (redis' sdssplitargs), unlike the double quotes above
             i += 1
             while True:
                 if i >= n:

@@ -51,6 +51,8 @@ DEFAULT_GENERATED_LENGTH = 32
 # Shortest value accepted for a key a user supplied.
 MIN_LENGTH = {
     "init_password": 12,
+    # an S3-compatible store's secret key (MinIO accepts 8 characters)
+    "storage_s3_secret_key": 8,
 }
 DEFAULT_MIN_LENGTH = 16
 INIT_PASSWORD_MAX_LENGTH = 30

@@ -14,32 +14,36 @@ version_added: "0.1.0"
 author: difyops.fleet maintainers (@difyops)
 description:
   - Computes the capacity plan of the fleet in one pass on the controller - per host the PostgreSQL
-    settings (PGTune method), Redis maxmemory and policy, gunicorn workers, Celery concurrency and
-    autoscale, SQLAlchemy pool size and overflow; fleet-wide the PostgreSQL C(max_connections) from the
-    connection budget, the Sentinel quorum, the beat host.
-  - Refuses a fleet that cannot work, before any host is changed, with one message per broken rule naming
-    the variable, the numbers and the fix - not exactly one host in C(dify_beat); an even number of
-    Sentinels or fewer than 3 when high availability is asked for (C(difyops_ha), default on when
-    C(dify_redis) has 2 hosts or more); a connection budget above C(postgresql_max_connections); a
-    PostgreSQL host that cannot hold C(max_connections) busy connections in its memory; memory
-    over-committed on a host; a host without memory facts; a bad number in an override.
-  - Memory of a host that runs several services - the OS keeps 512 MiB, each light service a fixed
-    budget (sentinel 64, beat 512, web 512, sandbox 512, plugin_daemon 1024, ssrf_proxy 128, edge 128 MiB),
-    and the rest is split among the heavy tiers present by weight (postgresql 4, mysql 4, redis 2,
-    vector 2 (Weaviate/Qdrant on C(dify_vector)), api 3, worker 3; per host C(difyops_memory_weights)).
-    A host with one service gives it all its RAM.
+    settings (PGTune method) and version, InnoDB settings, Redis maxmemory and policy, gunicorn workers and
+    worker connections, Celery concurrency, autoscale and pool, SQLAlchemy pool size and overflow per process
+    kind, the plugin daemon's connections, each Dify container's memory limit; fleet-wide the PostgreSQL
+    C(max_connections) from the connection budget, the pgvector connections, the Sentinel quorum, the beat host.
+  - The plan is the only interface between the fleet model and the roles - they read C(difyops_plan), never a
+    size of their own; the role C(difyops.fleet.plan) runs this module for a role used without site.yml.
+  - Refuses a fleet whose sizes cannot work, before any host is changed, with one message per problem naming
+    the variable, the numbers and the fix - a connection budget above C(postgresql_max_connections); a
+    PostgreSQL host that cannot hold C(max_connections) busy connections in its memory; memory over-committed
+    on a host; a host without memory facts; a bad knob value. Host counts (exactly one beat host, odd
+    Sentinels for HA, ...) are M(difyops.fleet.fleet_preflight)'s, from the service catalog.
+  - Memory of a host that runs several services - the OS keeps 512 MiB, each light service the fixed budget
+    the catalog gives it, which is also its container limit (sentinel 64, beat 512, web 1024, sandbox 1024,
+    plugin_daemon 2048, ssrf_proxy 128, edge 128 MiB), and the rest is split among the heavy services present
+    by weight (postgresql 4, mysql 4, redis 2, vector 2 (Weaviate/Qdrant on C(dify_vector)), api 3, worker 3;
+    per host C(difyops_memory_weights)). A host with one service gives it all its RAM.
   - MySQL/MariaDB hosts (group C(dify_mysql)) get InnoDB settings (M(difyops.fleet.innodb_tune) logic) for
     their memory share, with C(max_connections) from the same connection budget; an explicit
     C(mysql_max_connections) below the budget is refused.
-  - Host variables (group_vars/host_vars) override computed values; O(overrides) gives fleet-wide values
-    for hosts that do not set them. Variables read - C(difyops_memory_mb), C(difyops_cpus),
-    C(difyops_memory_weights), C(difyops_ha), C(postgresql_max_connections), C(postgresql_version),
-    C(postgresql_tune_profile), C(postgresql_tune_storage), C(redis_maxmemory), C(redis_maxmemory_fraction),
-    C(dify_gunicorn_workers), C(dify_gunicorn_worker_connections), C(dify_api_worker_mb),
-    C(dify_celery_concurrency), C(dify_celery_pool), C(dify_celery_task_mb), C(dify_celery_process_mb),
-    C(dify_sqlalchemy_pool_size), C(dify_sqlalchemy_max_overflow), C(dify_vector_store),
-    C(dify_pgvector_max_connection), C(dify_plugin_daemon_db_max_open_conns), C(difyops_pg_admin_connections),
-    C(difyops_pg_superuser_reserved_connections), C(mysql_max_connections), C(mysql_tune_storage).
+  - The knobs (C(plugins/module_utils/knobs.py), one name and one default each; C(query('difyops.fleet.catalog',
+    'knobs'))) are read from host variables (group_vars/host_vars); O(overrides) gives fleet-wide values for
+    hosts that do not set them - C(difyops_memory_mb), C(difyops_cpus), C(difyops_memory_weights),
+    C(postgresql_max_connections), C(postgresql_version), C(postgresql_tune_profile), C(postgresql_tune_storage),
+    C(postgresql_memory_fraction), C(difyops_pg_admin_connections), C(difyops_pg_superuser_reserved_connections),
+    C(mysql_max_connections), C(mysql_tune_storage), C(mysql_memory_fraction), C(mysql_durable),
+    C(redis_maxmemory), C(redis_maxmemory_fraction), C(redis_sentinel_quorum), C(dify_gunicorn_workers),
+    C(dify_gunicorn_worker_connections), C(dify_api_worker_mb), C(dify_celery_concurrency), C(dify_celery_pool),
+    C(dify_celery_task_mb), C(dify_celery_process_mb), C(dify_sqlalchemy_pool_size),
+    C(dify_sqlalchemy_max_overflow), C(dify_pgvector_max_connection), C(dify_plugin_db_max_open_conns),
+    C(dify_plugin_db_max_idle_conns), C(dify_vector_store).
   - Writes an optional Markdown capacity report on the controller (a table per host - RAM, CPUs, each
     computed value and why). Check mode reports whether the report would change; diff mode shows how.
   - The action plugin of the same name runs everything on the controller and, when O(hostvars) is
@@ -120,14 +124,15 @@ plan:
     - "C(fleet) - C(max_connections), C(connection_budget) (see the connection_budget filter), C(sentinel_quorum),
       C(sentinel_count), C(beat_host), C(postgres_primary), C(redis_master), C(sqlalchemy_pool_size),
       C(sqlalchemy_max_overflow) (largest per host), C(vector_store), C(pgvector_max_connection),
-      C(plugin_daemon_db_max_open_conns), C(host_count)."
+      C(plugin_db_max_open_conns), C(host_count)."
     - "C(hosts) - per inventory host C(tiers), C(memory_mb), C(cpus), C(memory_split) (MiB per service),
       C(memory_committed_mb), C(why) (one sentence per computed value), and for the tiers it runs
-      C(postgresql) (settings dict), C(postgresql_role), C(postgresql_memory_need_mb); C(mysql) (InnoDB settings
-      dict); C(redis_maxmemory)
-      (bytes), C(redis_maxmemory_human), C(redis_maxmemory_policy); C(gunicorn_workers);
-      C(celery_concurrency), C(celery_autoscale) ([min, max]), C(celery_pool); C(sqlalchemy_pool_size),
-      C(sqlalchemy_max_overflow), C(db_processes), C(db_connections); C(plugin_daemon_db_max_open_conns)."
+      C(postgresql) (settings dict), C(postgresql_version), C(postgresql_role), C(postgresql_memory_need_mb);
+      C(mysql) (InnoDB settings dict); C(redis_maxmemory) (bytes), C(redis_maxmemory_human),
+      C(redis_maxmemory_policy); C(gunicorn_workers), C(gunicorn_worker_connections); C(celery_concurrency),
+      C(celery_autoscale) ([min, max]), C(celery_pool); C(sqlalchemy_pool_size), C(sqlalchemy_max_overflow) (the
+      first of api, worker, beat), C(sqlalchemy_pools) (per process kind), C(db_processes), C(db_connections);
+      C(plugin_db_max_open_conns), C(plugin_db_max_idle_conns); C(memory_limits_mb) (per Dify container)."
   returned: success
   type: dict
 cpu_seconds:
@@ -144,16 +149,14 @@ report_path:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.difyops.fleet.plugins.module_utils.capacity_plan import (
     PlanError,
     run,
 )
+from ansible_collections.difyops.fleet.plugins.module_utils.fleet import INVENTORY_ARGUMENT_SPEC, inventory_module
 
 ARGUMENT_SPEC = dict(
-    groups=dict(type="dict"),
-    hostvars=dict(type="dict"),
+    INVENTORY_ARGUMENT_SPEC,
     overrides=dict(type="dict", default={}),
     report_path=dict(type="path"),
     report_title=dict(type="str", default="Dify fleet capacity plan"),
@@ -161,11 +164,7 @@ ARGUMENT_SPEC = dict(
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    p = module.params
-    if p["groups"] is None or p["hostvars"] is None:
-        module.fail_json(msg="fleet_plan needs groups and hostvars when it runs as a module; "
-                             "pass groups: \"{{ groups }}\" and the hosts' facts in hostvars")
+    module, p = inventory_module(ARGUMENT_SPEC, "fleet_plan")
     try:
         result = run(p["groups"], p["hostvars"], p["overrides"], p["report_path"], p["report_title"],
                      check_mode=module.check_mode, diff_mode=module._diff)

@@ -15,21 +15,22 @@ description:
   - Checks the inventory of a Dify fleet against the rules the roles and the capacity plan cannot check
     on their own, and reports B(every) problem at once, each naming the host(s), the variable, the value
     and the fix.
-  - Rules - every required fleet group has a host; facts were gathered on every fleet host and it runs
-    Debian 12 (bookworm) or 13 (trixie); each variable carrying a role's prefix is valid for that role's
-    C(meta/argument_specs.yml) (type, choices, elements) and is not a likely misspelling of one; an edge
-    host with C(nginx_tls_enabled) has C(nginx_server_name); no variable holding a credential (a name with
-    pass, secret, key, token, cipher, credential or auth, and everything under C(difyops_secrets)) carries
-    one of Dify's public sample secrets.
-  - The capacity rules (exactly one beat host, odd Sentinels >= 3, connection budget within
-    C(max_connections), memory of shared hosts) are checked by M(difyops.fleet.fleet_plan); pass its
-    C(errors) in O(plan_errors) to report them in the same list.
+  - Rules - every fleet group holds as many hosts as the service catalog says (a required group is not
+    empty, exactly one C(dify_beat) host, at most one C(dify_plugin_daemon) and one C(dify_mysql) host, an odd
+    number of at least 3 Sentinels when high availability is asked for - C(difyops_ha), default on when
+    C(dify_redis) has 2 hosts or more); facts were gathered on every fleet host and it runs a supported Debian
+    (12 bookworm or 13 trixie; the one OS check of the collection); each variable carrying a role's prefix is
+    valid for that role's C(meta/argument_specs.yml) (type, choices, elements) and is not a likely misspelling of
+    one or of a capacity plan knob; an edge host with C(nginx_tls_enabled) has C(nginx_server_name); no variable
+    holding a credential (a name with pass, secret, key, token, cipher, credential or auth, and everything under
+    C(difyops_secrets)) carries one of Dify's public sample secrets.
+  - The capacity rules (connection budget within C(max_connections), memory of shared hosts, knob values) are
+    checked by M(difyops.fleet.fleet_plan); pass its C(errors) in O(plan_errors) to report them in the same list.
   - "Read-only. Runs on the controller (C(delegate_to: localhost), C(run_once))."
-  - The database rules - at most one C(dify_mysql) host; a fleet with C(dify_mysql) and no C(dify_postgres) runs
-    Dify on MySQL (C(dify_db_type=mysql)) and then needs a vector store other than pgvector, or a PostgreSQL
-    host for pgvector.
+  - The database rules - a fleet with C(dify_mysql) and no C(dify_postgres) runs Dify on MySQL
+    (C(dify_db_type=mysql)) and then needs a vector store other than pgvector, or a PostgreSQL host for pgvector.
   - The storage rule - more than one api/worker host needs shared file storage (C(storage_backend) nfs,
-    shared or s3), and more than one plugin daemon host needs C(storage_plugin_backend=aws_s3).
+    shared or s3).
 options:
   groups:
     description:
@@ -60,19 +61,8 @@ options:
     type: list
     elements: str
     default: []
-  required_groups:
-    description: Fleet groups that must have at least one host.
-    type: list
-    elements: str
-    default: [dify_postgres, dify_redis, dify_api, dify_worker, dify_web, dify_sandbox,
-              dify_plugin_daemon, dify_ssrf_proxy, dify_edge]
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is no diff.
+extends_documentation_fragment:
+  - difyops.fleet.read_only
 notes:
   - The module fails when any problem is found; RV(errors) lists them and the failure message numbers them.
 seealso:
@@ -111,10 +101,8 @@ checked_hosts:
   type: int
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.difyops.fleet.plugins.module_utils.fleet import INVENTORY_ARGUMENT_SPEC, inventory_module
 from ansible_collections.difyops.fleet.plugins.module_utils.preflight import (
-    REQUIRED_GROUPS,
     check_fleet,
     fleet_hosts,
     format_errors,
@@ -122,25 +110,19 @@ from ansible_collections.difyops.fleet.plugins.module_utils.preflight import (
 
 
 ARGUMENT_SPEC = dict(
-    groups=dict(type="dict"),
-    hostvars=dict(type="dict"),
+    INVENTORY_ARGUMENT_SPEC,
     argument_specs=dict(type="dict", default={}),
     plan_errors=dict(type="list", elements="str", default=[]),
     unreachable_hosts=dict(type="list", elements="str", default=[]),
-    required_groups=dict(type="list", elements="str", default=list(REQUIRED_GROUPS)),
 )
 
 
 def main():
     # The action plugin (plugins/action/fleet_preflight.py) normally runs the
     # checks on the controller; this module is the same check for a direct run.
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    p = module.params
-    if p["groups"] is None or p["hostvars"] is None:
-        module.fail_json(msg="fleet_preflight run as a module needs groups and hostvars; "
-                             "through its action plugin (the normal task) both default to the play's.")
+    module, p = inventory_module(ARGUMENT_SPEC, "fleet_preflight")
     errors = check_fleet(p["groups"], p["hostvars"], p["argument_specs"], p["plan_errors"],
-                         p["required_groups"], p["unreachable_hosts"])
+                         p["unreachable_hosts"])
     checked = len(fleet_hosts(p["groups"]))
     if errors:
         module.fail_json(msg=format_errors(errors), errors=errors, checked_hosts=checked)

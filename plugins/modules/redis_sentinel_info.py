@@ -45,13 +45,8 @@ options:
     description: Fail when no reachable Sentinel names a master.
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is no diff.
+extends_documentation_fragment:
+  - difyops.fleet.read_only
 """
 
 EXAMPLES = r"""

@@ -9,6 +9,7 @@ __metaclass__ = type
 import copy
 import os
 
+import pytest
 import yaml
 
 from ansible_collections.difyops.fleet.plugins.module_utils import preflight as pf
@@ -143,7 +144,38 @@ def test_required_groups():
     groups["dify_sandbox"] = []
     del groups["dify_web"]
     errors = pf.check_groups(groups)
+    # in catalog order
     assert [e.split(" is ")[0] for e in errors] == ["group dify_web", "group dify_sandbox"]
+    assert "Add at least one host to [dify_web]" in errors[0]
+
+
+def test_beat_takes_exactly_one_host():
+    groups = dict(GROUPS, dify_beat=["app", "edge"])
+    (err,) = pf.check_groups(groups)
+    assert err.startswith("group dify_beat has 2 hosts (app, edge) but takes exactly 1")
+    assert "Keep only app in [dify_beat]" in err
+    (err,) = pf.check_groups(dict(GROUPS, dify_beat=[]))
+    assert "group dify_beat is empty" in err and "Add exactly one host to [dify_beat]" in err
+
+
+def test_one_plugin_daemon_host():
+    (err,) = pf.check_groups(dict(GROUPS, dify_plugin_daemon=["app", "edge"]))
+    assert "group dify_plugin_daemon has 2 hosts (app, edge) but takes at most 1" in err
+    assert "not HA" in err
+
+
+@pytest.mark.parametrize("count, fix", [(2, "use 3"), (4, "use 3 or 5")])
+def test_sentinels_odd_and_three_for_ha(count, fix):
+    names = ["s%d" % i for i in range(count)]
+    groups = dict(GROUPS, dify_sentinel=names, dify_redis=["data", "app"])
+    hv = hostvars()
+    (err,) = pf.check_groups(groups, hv)
+    assert "%d Sentinel(s)" % count in err and fix in err and "difyops_ha" in err
+    # difyops_ha: false (group_vars/all reaches every host) accepts it
+    hv.update((n, {"difyops_ha": False}) for n in names)
+    assert pf.check_groups(groups, hv) == []
+    # one Redis host: nothing to fail over to, HA is not asked for
+    assert pf.check_groups(dict(groups, dify_redis=["data"]), hostvars()) == []
 
 
 def test_format_numbers_every_problem():
@@ -180,15 +212,6 @@ def test_one_app_host_may_keep_local_storage():
     assert pf.check_storage(GROUPS, hostvars()) == []
 
 
-def test_several_plugin_daemons_need_s3_plugin_storage():
-    groups = dict(FLEET_GROUPS, dify_plugin_daemon=["app1", "app2"])
-    s3 = {"storage_backend": "s3"}
-    assert pf.check_storage(groups, fleet_hostvars(app1=s3, app2=s3)) == []
-    nfs = {"storage_backend": "nfs"}
-    (err,) = pf.check_storage(groups, fleet_hostvars(app1=nfs, app2=nfs))
-    assert "storage_plugin_backend is 'local' but there are 2 dify_plugin_daemon hosts" in err
-
-
 def test_a_templated_backend_is_not_judged():
     tpl = {"storage_backend": "{{ my_backend }}"}
     assert pf.check_storage(FLEET_GROUPS, fleet_hostvars(app1=tpl, app2=tpl)) == []
@@ -212,5 +235,31 @@ def test_a_mysql_fleet_needs_no_postgres_but_pgvector_does():
 
 def test_two_mysql_hosts_are_refused():
     groups = dict(GROUPS, dify_mysql=["data", "edge"])
-    (err,) = pf.check_database(groups, hostvars())
-    assert "group dify_mysql has 2 hosts (data, edge)" in err and "Keep one host" in err
+    (err,) = pf.check_groups(groups, hostvars())
+    assert "group dify_mysql has 2 hosts (data, edge)" in err and "Keep only data in [dify_mysql]" in err
+
+
+def test_a_knob_misspelling_is_named():
+    hv = hostvars(app={"dify_plugin_daemon_db_max_open_conns": 12, "dify_plugin_db_max_open_conns": 12,
+                       "dify_gunicorn_wrokers": 3})
+    text = "\n".join(pf.check_argument_specs(GROUPS, hv, specs()))
+    assert "dify_plugin_daemon_db_max_open_conns is not a variable of role dify (did you mean " \
+           "dify_plugin_db_max_open_conns?)" in text
+    assert "did you mean dify_gunicorn_workers?" in text
+    assert "dify_plugin_db_max_open_conns is not" not in text
+
+
+@pytest.mark.parametrize("all_vars, vec_vars", [
+    ({}, {}),                                                            # pgvector with dify_vector hosts
+    ({"dify_vector_store": "weaviate"}, {"vector_store_engine": "qdrant"}),  # mismatch
+])
+def test_dify_uses_the_store_the_fleets_own_vector_host_runs(all_vars, vec_vars):
+    groups = dict(GROUPS, all=GROUPS["all"] + ["vec"], dify_vector=["vec"])
+    hv = hostvars(**dict((h, dict(all_vars)) for h in GROUPS["all"]))
+    hv["vec"] = dict({"ansible_facts": dict(DEBIAN)}, **dict(all_vars, **vec_vars))
+    (err,) = pf.check_vector(groups, hv)
+    assert err.startswith("app: dify_vector_store is ") and "group dify_vector has hosts (vec)" in err
+    hv = hostvars(**dict((h, {"dify_vector_store": "qdrant"}) for h in GROUPS["all"]))
+    hv["vec"] = {"dify_vector_store": "qdrant"}
+    assert pf.check_vector(groups, hv) == []
+    assert pf.check_vector(GROUPS, hostvars()) == []

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.difyops.fleet.plugins.module_utils import capacity as cap
 from ansible_collections.difyops.fleet.plugins.module_utils import capacity_plan as cp
+from ansible_collections.difyops.fleet.plugins.module_utils import catalog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))))
@@ -27,7 +28,7 @@ MODULE = os.path.join(ROOT, "plugins", "modules", "fleet_plan.py")
 BIN = os.path.dirname(sys.executable)
 # every group an all-in-one host sits in (the optional MySQL and vector-store
 # groups are not part of a default fleet)
-ALL_GROUPS = [pair[0] for pair in cp.GROUP_TIERS if pair[0] not in ("dify_mysql", "dify_vector")]
+ALL_GROUPS = [g for g in catalog.FLEET_GROUPS if g not in ("dify_mysql", "dify_vector")]
 
 
 def host(mem, cpus):
@@ -70,16 +71,16 @@ def test_split_fleet_worked_example():
     groups, hosts = split_fleet()
     plan = cp.build_plan(groups, hosts)
     h = plan["hosts"]
-    # app1: api + web. OS 512 + web 512 leave 7168 MiB for the api;
-    # gunicorn = min(2 x 4 + 1 = 9, 7168 / 640 = 11) = 9
-    assert h["app1"]["memory_split"] == {"os": 512, "web": 512, "api": 7168}
+    # app1: api + web. OS 512 + web 1024 leave 6656 MiB for the api;
+    # gunicorn = min(2 x 4 + 1 = 9, 6656 / 640 = 10) = 9
+    assert h["app1"]["memory_split"] == {"os": 512, "web": 1024, "api": 6656}
     assert h["app1"]["gunicorn_workers"] == 9
     # api pool = SERVER_WORKER_CONNECTIONS 10, overflow 5 -> 9 x 15 = 135
     assert h["app1"]["sqlalchemy_pool_size"] == 10 and h["app1"]["sqlalchemy_max_overflow"] == 5
     assert h["app1"]["db_connections"] == 135
-    # w1: worker + beat 512 + sandbox 512 + daemon 1024 + proxy 128 + OS 512 -> 5504 for celery;
-    # gevent concurrency = min(4 x 4 = 16, (5504 - 512) / 128 = 39) = 16, autoscale 4..16
-    assert h["w1"]["memory_split"]["worker"] == 8192 - 512 - 512 - 512 - 1024 - 128
+    # w1: worker + beat 512 + sandbox 1024 + daemon 2048 + proxy 128 + OS 512 -> 3968 for celery;
+    # gevent concurrency = min(4 x 4 = 16, (3968 - 512) / 128 = 27) = 16, autoscale 4..16
+    assert h["w1"]["memory_split"]["worker"] == 8192 - 512 - 512 - 1024 - 2048 - 128
     assert h["w1"]["celery_concurrency"] == 16 and h["w1"]["celery_autoscale"] == [4, 16]
     # worker pool 16 + 8 (one gevent process) and beat 2 + 1
     assert h["w1"]["sqlalchemy_pools"]["worker"]["connections"] == 24
@@ -92,7 +93,9 @@ def test_split_fleet_worked_example():
     assert budget["required"] == 436
     assert plan["fleet"]["max_connections"] == 440
     # both PostgreSQL hosts tuned for 440 connections on their whole 16 GiB (only service)
-    assert h["pg1"]["postgresql"] == cap.pg_tune(16384, 4, max_connections=440)
+    assert h["pg1"]["postgresql"] == dict(cap.pg_tune(16384, 4, max_connections=440),
+                                          superuser_reserved_connections=3)
+    assert h["pg1"]["postgresql_version"] == 17
     assert h["pg2"]["postgresql"]["max_connections"] == 440
     assert (h["pg1"]["postgresql_role"], h["pg2"]["postgresql_role"]) == ("primary", "replica")
     # Redis + Sentinel: OS 512 + sentinel 64 -> 3520 MiB for Redis, maxmemory half = 1760mb
@@ -112,7 +115,7 @@ def test_split_fleet_worked_example():
 def test_all_in_one_host_splits_memory():
     plan = cp.build_plan({g: ["aio"] for g in ALL_GROUPS}, {"aio": host(16384, 4)})
     e = plan["hosts"]["aio"]
-    light = 64 + 512 + 512 + 512 + 1024 + 128 + 128
+    light = 64 + 512 + 1024 + 1024 + 2048 + 128 + 128
     rest = 16384 - 512 - light
     # weights postgresql 4, redis 2, api 3, worker 3 (of 12); the PostgreSQL
     # share is rounded down to 64 MiB
@@ -120,13 +123,18 @@ def test_all_in_one_host_splits_memory():
     assert e["memory_split"]["postgresql"] == pg - pg % 64
     assert e["memory_split"]["redis"] == rest * 2 // 12
     assert sum(e["memory_split"].values()) <= 16384
-    assert e["postgresql"] == cap.pg_tune(16384, 4, max_connections=plan["fleet"]["max_connections"],
-                                          memory_fraction=e["memory_split"]["postgresql"] / 16384.0)
+    assert e["postgresql"] == dict(cap.pg_tune(16384, 4, max_connections=plan["fleet"]["max_connections"],
+                                               memory_fraction=e["memory_split"]["postgresql"] / 16384.0),
+                                   superuser_reserved_connections=3)
     assert e["redis_maxmemory"] <= e["memory_split"]["redis"] * 1024 * 1024 // 2
     assert e["gunicorn_workers"] == cap.gunicorn_workers(4, e["memory_split"]["api"], reserve_mb=0)
     assert e["memory_committed_mb"] <= 16384
-    # a single Redis host: Sentinel HA is not asked for, one Sentinel is accepted
+    # one Sentinel: the quorum is a majority of one
     assert plan["fleet"]["sentinel_quorum"] == 1
+    # every Dify container's memory limit: the api's from its workers, the light services' budgets
+    assert e["memory_limits_mb"]["api"] == e["gunicorn_workers"] * 640 + 256
+    assert e["memory_limits_mb"]["worker"] == 512 + e["celery_concurrency"] * 128
+    assert (e["memory_limits_mb"]["web"], e["memory_limits_mb"]["plugin_daemon"]) == (1024, 2048)
 
 
 def test_mysql_hosts_get_innodb_settings_for_the_fleet_budget():
@@ -177,28 +185,59 @@ def test_overrides_win_and_are_reported():
 
 # ------------------------------------------------------------ fleet rules
 
-def test_refuses_two_beat_hosts_and_none():
-    groups, hosts = split_fleet()
-    groups["dify_beat"] = ["w1", "app1"]
-    assert "dify_beat must hold exactly one host, it has 2 (w1, app1)" in errors_of(groups, hosts)
-    groups["dify_beat"] = []
-    assert "dify_beat is empty" in errors_of(groups, hosts)
-
-
-@pytest.mark.parametrize("count, fix", [(2, "use 3"), (4, "use 3 or 5")])
-def test_refuses_sentinel_counts(count, fix):
+@pytest.mark.parametrize("count", [2, 4])
+def test_even_sentinels_get_a_majority_quorum(count):
+    # the count rule (odd, >= 3 for HA) is preflight's (catalog.count_problems); the plan only sizes
     groups, hosts = split_fleet()
     names = ["s%d" % i for i in range(count)]
     groups["dify_sentinel"] = names
     hosts.update((n, host(1024, 1)) for n in names)
-    msg = errors_of(groups, hosts)
-    assert "%d Sentinel(s)" % count in msg and fix in msg and "difyops_ha" in msg
-    plan = cp.build_plan(groups, hosts, {"difyops_ha": False})
-    assert plan["fleet"]["sentinel_quorum"] == count // 2 + 1
-    # the same as an inventory variable (group_vars/all reaches every host)
-    for entry in hosts.values():
-        entry["difyops_ha"] = False
     assert cp.build_plan(groups, hosts)["fleet"]["sentinel_quorum"] == count // 2 + 1
+
+
+def test_sentinel_quorum_knob():
+    groups, hosts = split_fleet()
+    assert cp.build_plan(groups, hosts, {"redis_sentinel_quorum": 3})["fleet"]["sentinel_quorum"] == 3
+    assert "redis_sentinel_quorum is 4 but dify_sentinel has 3 host(s)" in errors_of(
+        groups, hosts, {"redis_sentinel_quorum": 4})
+
+
+def test_plan_outputs_every_size_the_roles_read():
+    groups, hosts = split_fleet()
+    for entry in hosts.values():
+        entry.update(dify_celery_pool="prefork", dify_plugin_db_max_open_conns=12,
+                     dify_plugin_db_max_idle_conns=40, dify_pgvector_max_connection=3,
+                     dify_gunicorn_worker_connections=20, postgresql_version=15)
+    plan = cp.build_plan(groups, hosts)
+    w1, app1, pg2 = plan["hosts"]["w1"], plan["hosts"]["app1"], plan["hosts"]["pg2"]
+    assert w1["celery_pool"] == "prefork"
+    assert w1["memory_limits_mb"]["worker"] == w1["celery_concurrency"] * 512
+    assert (w1["plugin_db_max_open_conns"], w1["plugin_db_max_idle_conns"]) == (12, 12)
+    assert plan["fleet"]["plugin_db_max_open_conns"] == 12
+    assert plan["fleet"]["pgvector_max_connection"] == 3
+    assert app1["gunicorn_worker_connections"] == 20 and app1["sqlalchemy_pool_size"] == 20
+    assert pg2["postgresql_version"] == 15 and pg2["postgresql"]["wal_compression"] == "lz4"
+    assert plan["fleet"]["connection_budget"]["breakdown"]["plugin_daemon"] == 12
+
+
+def test_postgresql_version_follows_the_hosts_debian_release():
+    groups, hosts = split_fleet()
+    hosts["pg2"]["ansible_distribution_release"] = "bookworm"
+    plan = cp.build_plan(groups, hosts)
+    assert plan["hosts"]["pg2"]["postgresql_version"] == 15
+    assert plan["hosts"]["pg1"]["postgresql_version"] == 17
+
+
+def test_memory_fraction_knobs_shrink_the_database():
+    groups, hosts = split_fleet()
+    groups = dict(groups, dify_mysql=["my1"])
+    hosts = dict(hosts, my1=dict(host(8192, 4), mysql_memory_fraction=0.1, mysql_durable=False))
+    hosts["pg1"]["postgresql_memory_fraction"] = 0.5
+    plan = cp.build_plan(groups, hosts)
+    mc = plan["fleet"]["max_connections"]
+    assert plan["hosts"]["my1"]["mysql"] == cap.innodb_tune(8192, 4, max_connections=mc, memory_fraction=0.1,
+                                                            durable=False)
+    assert plan["hosts"]["pg1"]["postgresql"]["shared_buffers"] == "2GB"
 
 
 def test_fleet_variables_from_the_inventory():
@@ -241,10 +280,10 @@ def test_refuses_overcommitted_shared_host():
     groups, hosts = split_fleet()
     hosts["app1"]["dify_gunicorn_workers"] = 20
     msg = errors_of(groups, hosts)
-    # 20 x 640 = 12800 MiB but the api has 7168 MiB: 7168 / 640 = 11 fit
+    # 20 x 640 = 12800 MiB but the api has 6656 MiB: 6656 / 640 = 10 fit
     assert "memory over-committed on app1: dify_gunicorn_workers=20 x 640 MiB = 12800 MiB" in msg
-    assert "lower dify_gunicorn_workers to 11" in msg
-    hosts["app1"]["dify_gunicorn_workers"] = 11
+    assert "lower dify_gunicorn_workers to 10" in msg
+    hosts["app1"]["dify_gunicorn_workers"] = 10
     cp.build_plan(groups, hosts)
 
 
