@@ -3,7 +3,8 @@
 # SSH, site.yml converged, rerun with changed=0 on every host, a
 # --check --diff run with plain ansible-core (no Mitogen) that reports no
 # change, a --limit run to one api host
-# that changes nothing, cross-host verification
+# that changes nothing, the same at -vvv --diff and with the JSON callback
+# (searched for every secret), cross-host verification
 # (tests/fleet: testinfra and the contract probe's reports), then
 # playbooks/upgrade.yml rolling every Dify host to the probe's next image
 # while a request loop through the edge counts the answers (no 5xx, no
@@ -62,6 +63,12 @@ api1=$(python -c "import yaml; inv=yaml.safe_load(open('inventories/lab/hosts.ym
 print(list(inv['children']['dify_api']['hosts'])[0])")
 step limit ansible-playbook playbooks/site.yml -i inventories/lab --limit "$api1"
 no_changes "$out/limit.log"
+# No secret in any output (tests/fleet/test_no_secret_in_output.py searches
+# every log here): the same --limit run at -vvv with --diff, and with the JSON
+# callback, the ways a user sees whole module results.
+step leak-vvv ansible-playbook playbooks/site.yml -i inventories/lab --limit "$api1" -vvv --diff
+ANSIBLE_STDOUT_CALLBACK=ansible.posix.json step leak-json ansible-playbook playbooks/site.yml -i inventories/lab \
+  --limit "$api1" --diff
 step verify python -m pytest -q -p no:cacheprovider tests/fleet
 
 # Upgrade under load: every api/worker/beat/web/sandbox/daemon container

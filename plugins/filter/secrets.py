@@ -5,7 +5,11 @@
 
 from __future__ import annotations
 
-from ansible_collections.difyops.fleet.plugins.module_utils.secrets import check_secret
+from ansible_collections.difyops.fleet.plugins.module_utils.secrets import (
+    check_secret,
+    failure_summary as _failure_summary,
+    redact as _redact,
+)
 
 
 def secret_problem(value, key="secret"):
@@ -13,6 +17,17 @@ def secret_problem(value, key="secret"):
     return check_secret(str(key), value) or ""
 
 
+def redact(text, secrets):
+    """``text`` with every value of ``secrets`` (a mapping or a list) replaced by a mask."""
+    return _redact(text, secrets)
+
+
+def failure_summary(result, secrets):
+    """The failed items of a hidden task's result, one line each, secrets masked."""
+    return _failure_summary(result, secrets)
+
+
 class FilterModule(object):
     def filters(self):
-        return {"secret_problem": secret_problem}
+        return {"secret_problem": secret_problem, "redact": redact,
+                "failure_summary": failure_summary}

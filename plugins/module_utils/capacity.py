@@ -634,7 +634,8 @@ def opendal_env(scheme, options=None):
     if options is None:
         options = {}
     if not isinstance(options, dict):
-        raise CapacityError("opendal options must be a dict of KEY: value, got %r" % (options,))
+        # Never the value: the options hold the storage's credentials.
+        raise CapacityError("opendal options must be a dict of KEY: value, got a %s" % (type(options).__name__,))
     env = {"OPENDAL_SCHEME": scheme}
     prefix = "OPENDAL_%s_" % scheme.upper()
     for key in sorted(options):
@@ -652,7 +653,7 @@ def opendal_env(scheme, options=None):
             value = str(value)
         else:
             raise CapacityError(
-                "opendal option %s must be a string, number or boolean, got %r" % (key, value)
+                "opendal option %s must be a string, number or boolean, got a %s" % (key, type(value).__name__)
             )
         env[prefix + key.upper()] = value
     return env

@@ -24,7 +24,7 @@ from ansible.module_utils.six import string_types
 
 from ansible_collections.difyops.fleet.plugins.module_utils import catalog
 from ansible_collections.difyops.fleet.plugins.module_utils import knobs
-from ansible_collections.difyops.fleet.plugins.module_utils.secrets import is_sample_value
+from ansible_collections.difyops.fleet.plugins.module_utils.secrets import is_sample_value, redact
 
 SUPPORTED_RELEASES = catalog.SUPPORTED_RELEASES
 
@@ -282,6 +282,11 @@ def check_vector(groups, hostvars):
             % (catalog.hosts_text(wrong), store, catalog.hosts_text(vec), vec[0], engine, engine, store)]
 
 
+def _leaves(value):
+    """Every scalar inside a value, as strings (what a refusal must not print when it is secret)."""
+    return [str(leaf) for _path, leaf in _walk(value, "") if leaf is not None]
+
+
 def _walk(value, path):
     """(path, leaf) for every leaf of nested dicts/lists."""
     if isinstance(value, dict):
@@ -318,6 +323,26 @@ def _inventory_vars(groups, hostvars):
         for name in sorted(hv):
             if _is_inventory_var(name):
                 yield host, name, hv[name]
+
+
+# Names whose value a refusal must not print (narrower than SECRET_NAME_RE:
+# certbot_key_type or nginx_tls_ciphers are shown).
+SECRET_VALUE_RE = re.compile(r"(password|passwd|_pass|secret|api_key|access_key|_s3_key|_token|_dsn)(_|$)",
+                             re.IGNORECASE)
+
+
+def _is_secret(name, spec=None):
+    """Whether a variable holds a credential (by its name, or no_log in its argument spec)."""
+    return bool(SECRET_VALUE_RE.search(name) or (spec or {}).get("no_log"))
+
+
+def shown(name, value, spec=None):
+    """How a refusal shows a variable's value: as written, or only its shape when it is a secret."""
+    if not _is_secret(name, spec):
+        return repr(value)
+    if isinstance(value, string_types):
+        return "a string of %d characters (not shown: %s holds a credential)" % (len(value), name)
+    return "a %s (not shown: %s holds a credential)" % (type(value).__name__, name)
 
 
 def check_sample_secrets(groups, hostvars):
@@ -411,10 +436,12 @@ def check_argument_specs(groups, hostvars, argument_specs):
         spec = _strip_required(options[name])
         validator = ArgumentSpecValidator({name: spec})
         result = validator.validate({name: value})
+        secret = _is_secret(name, spec)
         for err in result.error_messages:
-            msg = ("%s = %r is refused by role %s's argument spec: %s. Fix the value in the "
+            reason = _first_sentence(redact(err, _leaves(value), min_length=3) if secret else err)
+            msg = ("%s = %s is refused by role %s's argument spec: %s. Fix the value in the "
                    "inventory (expected %s%s)." % (
-                       name, value, role, _first_sentence(err), spec.get("type", "str"),
+                       name, shown(name, value, spec), role, reason, spec.get("type", "str"),
                        (", one of %s" % ", ".join(str(c) for c in spec["choices"]))
                        if spec.get("choices") else ""))
             found.setdefault(msg, []).append(host)

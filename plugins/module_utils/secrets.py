@@ -238,6 +238,57 @@ def render_file(mapping):
     )
 
 
+def redact(text, secrets, min_length=6):
+    """``text`` with every secret value of ``secrets`` replaced by MASK.
+
+    ``secrets`` is a mapping (its values count), or a list of values. Values
+    shorter than ``min_length`` are left alone: they would mask ordinary words
+    and no fleet secret is that short. Longer values go first, so a secret that
+    contains another is masked whole.
+    """
+    if text is None:
+        return ""
+    text = str(text)
+    values = secrets.values() if isinstance(secrets, dict) else (secrets or ())
+    wanted = sorted(set(str(v) for v in values
+                        if isinstance(v, (str, int)) and not isinstance(v, bool) and len(str(v)) >= min_length),
+                    key=len, reverse=True)
+    for value in wanted:
+        text = text.replace(value, MASK)
+    return text
+
+
+def failure_summary(result, secrets):
+    """One line per failed item of a task result whose output was hidden (no_log).
+
+    ``result`` is a registered result or ``ansible_failed_result``: a loop's
+    ``results`` list or one result. Each line names the item, the module's
+    message and, for a container that reported health, its last health check
+    output; every value of ``secrets`` is masked (see redact).
+    """
+    result = result or {}
+    items = result.get("results") if isinstance(result, dict) and "results" in result else [result]
+    lines = []
+    for res in items or ():
+        if not isinstance(res, dict) or not res.get("failed"):
+            continue
+        line = str(res.get("msg") or "failed")
+        state = ((res.get("container") or {}).get("State") or {}) if isinstance(res.get("container"), dict) else {}
+        health = state.get("Health") or {}
+        log = health.get("Log") or []
+        if health.get("Status"):
+            line += "; health %s" % health["Status"]
+            if log and isinstance(log[-1], dict) and log[-1].get("Output"):
+                line += ": %s" % str(log[-1]["Output"]).strip()[-400:]
+        output = (res.get("container") or {}).get("Output") if isinstance(res.get("container"), dict) else None
+        if output:
+            line += "; last output: %s" % str(output).strip()[-800:]
+        if "item" in res:
+            line = "%s: %s" % (res.get("_ansible_item_label", res["item"]), line)
+        lines.append(redact(line, secrets))
+    return lines
+
+
 def masked_view(mapping, generated=(), rotated=()):
     """Diff text of the secrets dict with every value hidden."""
     lines = []

@@ -263,3 +263,37 @@ def test_dify_uses_the_store_the_fleets_own_vector_host_runs(all_vars, vec_vars)
     hv["vec"] = {"dify_vector_store": "qdrant"}
     assert pf.check_vector(groups, hv) == []
     assert pf.check_vector(GROUPS, hostvars()) == []
+
+
+def _one_role_specs(**options):
+    return {"demo": {"argument_specs": {"main": {"options": options}}}}
+
+
+@pytest.mark.parametrize("name,spec", [
+    ("demo_api_token", {"type": "int"}),
+    ("demo_setting", {"type": "int", "no_log": True}),
+    ("demo_s3_secret_key", {"type": "int"}),
+])
+def test_a_refused_secret_is_named_without_its_value(name, spec):
+    value = "s3cr3t-VALUE-9f8e7d6c"
+    hv = hostvars(app={name: value})
+    (err,) = pf.check_argument_specs(GROUPS, hv, _one_role_specs(**{name: spec}))
+    assert err.startswith("app: %s = a string of %d characters (not shown: %s holds a credential)"
+                          % (name, len(value), name))
+    assert "refused by role demo" in err
+    assert value not in err and "s3cr3t" not in err
+
+
+def test_a_refused_ordinary_value_is_shown():
+    hv = hostvars(app={"demo_key_type": "dsa"})
+    specs_ = _one_role_specs(demo_key_type={"type": "str", "choices": ["ecdsa", "rsa"]})
+    (err,) = pf.check_argument_specs(GROUPS, hv, specs_)
+    assert "demo_key_type = 'dsa' is refused" in err
+
+
+def test_shown_values():
+    assert pf.shown("redis_port", 70000) == "70000"
+    assert pf.shown("mysql_dify_password", "abcdefgh") == (
+        "a string of 8 characters (not shown: mysql_dify_password holds a credential)")
+    assert pf.shown("storage_s3_access_key", ["AKIA"]) == (
+        "a list (not shown: storage_s3_access_key holds a credential)")
