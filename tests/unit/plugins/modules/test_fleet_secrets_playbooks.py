@@ -22,7 +22,9 @@ def project(tmp_path):
         "dify_api": {"hosts": {"api1": None, "api2": None}},
         "dify_postgres": {"hosts": {"pg1": None}},
     }, "vars": {"ansible_connection": "local",
-                "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}))
+                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                # All hosts share this machine: each keeps its fleet id apart.
+                "difyops_fleet_id_path": str(tmp_path / "ids") + "/{{ inventory_hostname }}"}}}))
     (tmp_path / "ansible.cfg").write_text("[defaults]\ncollections_path = %s/.collections\n" % _TOP)
     (tmp_path / "show.yml").write_text(
         "- ansible.builtin.import_playbook: %s/playbooks/tiers/fleet.yml\n"
@@ -116,3 +118,46 @@ def test_rotate_one_key_with_backup(project):
     refused = play(project, os.path.join(_TOP, "playbooks", "rotate-secrets.yml"),
                    "-e", '{"rotate": ["pgbackrest_cipher_pass"]}')
     assert refused.returncode != 0 and "cannot be rotated" in refused.stdout + refused.stderr
+
+
+def fleet_id(secrets):
+    """The fleet id the common tier writes: a hash of the never-rotated pgbackrest_cipher_pass."""
+    return hashlib.sha256(("difyops.fleet:" + secrets["pgbackrest_cipher_pass"]).encode()).hexdigest()[:32]
+
+
+def test_a_lost_or_foreign_secrets_file_is_refused_on_a_deployed_fleet(project):
+    out = project / "out"
+    out.mkdir()
+    assert play(project, str(project / "show.yml"), "-e", "out=%s" % out).returncode == 0
+    secrets_file = project / "secrets" / "prod.yml"
+    stored = yaml.safe_load(secrets_file.read_text())["difyops_secrets"]
+    # api1 was converged with these secrets (the common tier wrote its id).
+    (project / "ids").mkdir()
+    (project / "ids" / "api1").write_text(fleet_id(stored) + "\n")
+    again = play(project, str(project / "show.yml"), "-e", "out=%s" % out)
+    assert again.returncode == 0, again.stdout
+
+    # Lost file (fresh clone): refused, nothing generated or written.
+    secrets_file.rename(project / "kept.yml")
+    lost = play(project, str(project / "show.yml"), "-e", "out=%s" % out)
+    text = lost.stdout + lost.stderr
+    assert lost.returncode != 0
+    assert "does not exist, but api1 already run a Dify fleet" in text
+    assert "difyops_secrets_file" in text and "delete their fleet id file first (difyops_fleet_id_path" in text
+    assert not secrets_file.exists()
+
+    # Another fleet's file: refused, left as it was, no secret in the output.
+    other = dict(stored, pgbackrest_cipher_pass="Another0fleet0Cipher0Pass0xyz123")
+    secrets_file.write_text(yaml.safe_dump({"difyops_secrets": other}))
+    before = secrets_file.read_bytes()
+    foreign = play(project, str(project / "show.yml"), "-e", "out=%s" % out)
+    text = foreign.stdout + foreign.stderr
+    assert foreign.returncode != 0
+    assert "belongs to another fleet than api1" in text
+    assert secrets_file.read_bytes() == before
+    for value in other.values():
+        assert value not in text
+
+    # Starting over on purpose: the id removed, the new secrets are taken.
+    (project / "ids" / "api1").unlink()
+    assert play(project, str(project / "show.yml"), "-e", "out=%s" % out).returncode == 0
