@@ -47,6 +47,10 @@ BAD = {
                                     "storage_backend: shared"],
     "mysql_with_pgvector_no_postgres": ["app: dify_db_type is 'mysql' and dify_vector_store is 'pgvector'",
                                         "dify_vector_store: weaviate or qdrant"],
+    "copied_from_docs": ["edge: nginx_server_name: 'https://dify.example.com/' is a URL",
+                         "ssrf_proxy_allow_private_ips entry '169.254.169.254/32' covers the link-local metadata",
+                         "group dify-web (hosts edge) is not a fleet group", "did you mean dify_web?"],
+    "duplicate_address": ["data, app: all have the fleet address 10.0.0.11 (difyops_address)"],
     "unsupported_os": ["edge: runs Ubuntu 22 (jammy)", "Debian 12 (bookworm) and 13 (trixie)"],
 }
 
