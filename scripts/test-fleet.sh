@@ -8,7 +8,9 @@
 # (tests/fleet: testinfra and the contract probe's reports), then
 # playbooks/upgrade.yml rolling every Dify host to the probe's next image
 # while a request loop through the edge counts the answers (no 5xx, no
-# connection error allowed), and the verification again.
+# connection error allowed) and streamed chat answers go from an api host
+# through Celery to a worker and back over the event bus (every one must
+# end), and the verification again.
 # Timings and figures go to build/fleet/ (see benchmarks/fleet/).
 # Usage: scripts/test-fleet.sh [LAYOUT]   (default fleet)
 set -euo pipefail
@@ -88,7 +90,7 @@ edge_ip=$(python -c "import yaml,sys; inv=yaml.safe_load(open('inventories/lab/h
 print(inv['hosts'][list(inv['children']['dify_edge']['hosts'])[0]]['ansible_host'])")
 touch "$out/upgrade.running"
 python scripts/request-loop.py --address "$edge_ip" --name dify.lab.test --path /console/api/setup \
-  --while "$out/upgrade.running" --out "$out/upgrade-requests.json" >/dev/null &
+  --stream-path /v1/chat-messages --while "$out/upgrade.running" --out "$out/upgrade-requests.json" >/dev/null &
 loop=$!
 sleep 3
 set +e
@@ -104,7 +106,12 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 print("upgrade requests: %(requests)d in %(seconds)s s, 5xx: %(status_5xx)d, connection errors: %(connection_errors)d" % r)
 print("upgrade backends: %s" % ", ".join("%s=%d" % kv for kv in sorted(r["backends"].items())))
-sys.exit(0 if r["requests"] > 0 and r["status_5xx"] == 0 and r["connection_errors"] == 0 else 1)
+print("upgrade streamed answers (api -> Celery -> worker -> event bus -> api): %(streams_ok)d of %(streams)d ok"
+      % r + ", by worker: %s" % r["stream_workers"])
+if r["stream_failures"]:
+    print("stream failures: %s" % r["stream_failures"])
+sys.exit(0 if r["requests"] > 0 and r["status_5xx"] == 0 and r["connection_errors"] == 0
+         and r["streams"] > 0 and r["streams_ok"] == r["streams"] else 1)
 PY
 FLEET_EXPECT_IMAGE=localhost/difyops-probe:next step verify-upgraded python -m pytest -q -p no:cacheprovider tests/fleet
 grep -E 'tasks? |ok=' "$out/converge.log" | tail -n 12 >"$out/converge-recap.txt" || true

@@ -264,3 +264,52 @@ def test_exporters_answer_the_monitoring_host_only(group, port, metric):
         assert metric in out, (host, port, metric)
         outsider = [h for h in GROUPS["dify_api"] if h != host][0]
         assert not can_connect(outsider, host, port), "%s reached %s:%d" % (outsider, host, port)
+
+
+@pytest.mark.parametrize("host,svc", SERVICES, ids=["%s-%s" % s for s in SERVICES])
+def test_every_service_parsed_its_env_with_the_release_contract(host, svc):
+    """The probe started only because its env parses as the release's own code parses it."""
+    data = probe_report(host, svc)
+    assert data["checks"]["contract"]["ok"], data["checks"].get("contract")
+    assert data["checks"]["contract"]["detail"]["release"] == os.environ.get(
+        "FLEET_EXPECT_RELEASE", data["checks"]["contract"]["detail"]["release"])
+
+
+def edge_stream(n=3):
+    """N streamed chat answers through the edge: [(answering api probe, [events])]."""
+    cmd = ("curl -sk -N -D - --max-time 60 --resolve %s:443:127.0.0.1 -H 'Content-Type: application/json' "
+           "-d '{\"query\": \"hello\", \"response_mode\": \"streaming\"}' https://%s/v1/chat-messages"
+           % (SERVER_NAME, SERVER_NAME))
+    out = []
+    for dummy in range(n):
+        text = lab_host(EDGE).check_output(cmd).replace("\r", "")
+        who = [line.split(":", 1)[1].strip() for line in text.splitlines()
+               if line.lower().startswith("x-difyops-probe:")]
+        events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+        out.append((who[0] if who else None, events))
+    return out
+
+
+def test_a_streamed_answer_crosses_hosts_through_celery_and_the_event_bus():
+    """api host -> Celery (Redis broker through Sentinel) -> worker host -> event bus -> api -> SSE."""
+    for who, events in edge_stream(4):
+        assert who and who.split("@")[1] in GROUPS["dify_api"], who
+        kinds = [e["event"] for e in events]
+        assert kinds == ["message"] * 4 + ["message_end"], (who, kinds)
+        worker = events[-1]["worker"]
+        assert worker in GROUPS["dify_worker"], (who, worker)
+        if set(GROUPS["dify_worker"]).isdisjoint(GROUPS["dify_api"]):
+            assert worker != who.split("@")[1]
+
+
+def test_the_console_setup_answer_comes_from_the_database():
+    """/console/api/setup reads table dify_setups (created by the migration job) on the primary."""
+    primary = GROUPS["dify_postgres"][0]
+    assert psql(primary, "SELECT count(*) FROM difyops_probe_migrations") != "0"
+    before = psql(primary, "SELECT count(*) FROM dify_setups")
+    cmd = ("curl -sk --resolve %s:443:127.0.0.1 https://%s/console/api/setup" % (SERVER_NAME, SERVER_NAME))
+    answer = json.loads(lab_host(EDGE).check_output(cmd))
+    assert answer["step"] == ("finished" if before != "0" else "not_started"), answer
+    psql(primary, "INSERT INTO dify_setups (version) VALUES ('difyops-fleet-test') ON CONFLICT DO NOTHING")
+    answers = [json.loads(lab_host(EDGE).check_output(cmd)) for dummy in range(4)]
+    assert all(a["step"] == "finished" for a in answers), answers

@@ -11,12 +11,23 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: build.sh OUTPUT.tar [RELEASE]}
 release=${2:-lab}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/../../lab/containers.conf}
-tag=$(cat "$here/Containerfile" "$here/probe.py" | sha256sum | cut -c1-12)
+top=$(cd "$here/../.." && pwd)
+# The build context: the probe, and the contract it parses its env with
+# (dify_schema and every release's data from plugins/module_utils; the
+# release it stands in for by default is roles/dify's default dify_version).
+ctx=$(mktemp -d)
+trap 'rm -rf "$ctx"' EXIT
+mkdir -p "$ctx/contract"
+cp "$here/Containerfile" "$here/probe.py" "$ctx/"
+cp "$top/plugins/module_utils/dify_schema.py" "$top"/plugins/module_utils/dify_release_*.py "$ctx/contract/"
+sed -n 's/^dify_version: "\(.*\)"/\1/p' "$top/roles/dify/defaults/main.yml" > "$ctx/contract/DEFAULT"
+[ -s "$ctx/contract/DEFAULT" ] || { echo "no dify_version in roles/dify/defaults/main.yml" >&2; exit 1; }
+tag=$( (cd "$ctx" && find . -type f | sort | xargs cat) | sha256sum | cut -c1-12)
 image=localhost/difyops-probe:$release
 have=$(podman image inspect --format '{{ index .Labels "difyops.probe.hash" }}' "$image" 2>/dev/null || true)
 if [ "$have" != "$tag" ]; then
   podman build --network host --label "difyops.probe.hash=$tag" --label "difyops.probe.release=$release" \
-    -t "$image" -f "$here/Containerfile" "$here" >&2
+    -t "$image" -f "$ctx/Containerfile" "$ctx" >&2
 fi
 if [ ! -s "$out" ] || [ "$(cat "$out.id" 2>/dev/null)" != "$tag" ]; then
   mkdir -p "$(dirname "$out")"

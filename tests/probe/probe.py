@@ -15,12 +15,30 @@ runs on that the fleet answers the way Dify expects:
   sandbox and daemon probes check the key they receive against their own);
 * the SSRF proxy refusing a private target and answering an allowed one.
 
+It starts the way Dify's images do: the api family (api, worker, beat,
+migration) builds DifyConfig with pydantic-settings from the typed contract
+extracted from the release's own source (plugins/module_utils/dify_release_*
+through dify_schema.pydantic_model, copied into the image at build) and exits
+1 on the first value Dify would refuse at import; the plugin daemon and the
+sandbox parse their variables with the envconfig / Go semantics of
+dify_schema.validate_env. Its clients are Dify's: SQLAlchemy with the URI and
+engine options Dify builds, redis-py as ext_redis builds it (Sentinel or
+not), Celery/kombu with ext_celery's broker URL and transport options, and the
+event bus on PUBSUB_REDIS_URL.
+
+HTTP goes through those dependencies: /console/api/setup reads the table the
+migration job created (dify_setups); /v1/chat-messages streams an answer as
+Server-Sent Events that a Celery task on a worker host produces and publishes
+on the event bus, the way Dify's api streams what its workers generate.
+
 It serves /health on the port of the service it replaces (api 5001, web 3000,
 sandbox 8194, plugin daemon 5002) and writes its report as JSON to
 /app/logs/probe-<mode>.json and on GET /probe.
-MODE=migration records the run in table difyops_probe_migrations and exits.
+MODE=migration creates the probe's tables, records the run in
+difyops_probe_migrations and exits.
 """
 
+import importlib
 import json
 import os
 import signal
@@ -31,6 +49,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ENV = os.environ
@@ -54,6 +73,168 @@ HOST = socket.gethostname()
 REPORT = {"mode": MODE, "host": HOST, "checks": {}, "rounds": 0}
 LOCK = threading.Lock()
 LOG_DIR = "/app/logs"
+CONTRACT_DIR = os.environ.get("PROBE_CONTRACT_DIR", "/app/contract")
+FAMILY = {"api": "api", "worker": "api", "beat": "api", "migration": "api", "web": "web",
+          "sandbox": "sandbox", "plugin_daemon": "plugin_daemon"}
+# The Celery queue the streamed answer's task goes to (one of those Dify's
+# worker consumes by default) and the task's name.
+STREAM_QUEUE = "workflow"
+STREAM_TASK = "difyops_probe.stream_answer"
+CFG = None  # the api family's DifyConfig instance (see load_config)
+
+
+def release_data():
+    """(dify_schema module, RELEASE dict) of the Dify release this container stands in for."""
+    sys.path.insert(0, CONTRACT_DIR)
+    schema = importlib.import_module("dify_schema")
+    version = ENV.get("PROBE_DIFY_VERSION") or open(os.path.join(CONTRACT_DIR, "DEFAULT")).read().strip()
+    data = importlib.import_module("dify_release_" + version.replace(".", "_"))
+    return schema, data.RELEASE
+
+
+def load_config():
+    """Parse the environment as the release's image does; exit 1 where it would not start."""
+    global CFG
+    schema, release = release_data()
+    family = FAMILY[MODE]
+    if family == "api":
+        import pydantic
+        model = schema.pydantic_model(release)
+        try:
+            CFG = model()
+        except pydantic.ValidationError as exc:
+            sys.stderr.write("DifyConfig (Dify %s) refused the environment, as Dify's api would at import:\n%s\n"
+                             % (release["release"], exc))
+            sys.exit(1)
+        detail = {"release": release["release"], "settings": len(release["api"]["settings"])}
+        if MODE in ("api", "worker"):
+            try:
+                detail["event_bus"] = urllib.parse.urlparse(event_bus_url()).hostname
+            except ValueError as exc:  # Dify's api and worker stop at start on it
+                sys.stderr.write("Dify %s's event bus: %s\n" % (release["release"], exc))
+                sys.exit(1)
+    elif family in ("plugin_daemon", "sandbox"):
+        known = schema.known_names(release, family)
+        env = dict((k, v) for k, v in ENV.items() if k in known)
+        errors = schema.validate_env(release, family, env)
+        if errors:
+            sys.stderr.write("the %s of Dify %s would not start on this environment:\n%s\n"
+                             % (family, release["release"], "\n".join(errors)))
+            sys.exit(1)
+        detail = {"release": release["release"], "variables": len(env)}
+    else:
+        detail = {"release": release["release"]}
+    record("contract", True, detail)
+
+
+def cfg(name, default=None):
+    """A DifyConfig field (typed, defaults applied), for the api family."""
+    value = getattr(CFG, name, default) if CFG is not None else ENV.get(name, default)
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    return default if value is None else value
+
+
+def database_uri():
+    """SQLALCHEMY_DATABASE_URI as DatabaseConfig builds it."""
+    scheme = "mysql+pymysql" if cfg("DB_TYPE", "postgresql") in ("mysql", "oceanbase", "seekdb") else "postgresql"
+    extras = cfg("DB_EXTRAS", "") or ""
+    charset = cfg("DB_CHARSET", "") or ""
+    extras = ("%s&client_encoding=%s" % (extras, charset) if charset else extras).strip("&")
+    return "%s://%s:%s@%s:%s/%s%s" % (
+        scheme, urllib.parse.quote_plus(str(cfg("DB_USERNAME", ""))), urllib.parse.quote_plus(str(cfg("DB_PASSWORD", ""))),
+        cfg("DB_HOST"), cfg("DB_PORT"), cfg("DB_DATABASE"), ("?" + extras) if extras else "")
+
+
+_ENGINE = []
+
+
+def engine():
+    """The SQLAlchemy engine with SQLALCHEMY_ENGINE_OPTIONS as Dify sets them."""
+    if not _ENGINE:
+        import sqlalchemy
+        options = {"pool_size": int(cfg("SQLALCHEMY_POOL_SIZE", 30)),
+                   "max_overflow": int(cfg("SQLALCHEMY_MAX_OVERFLOW", 10)),
+                   "pool_recycle": int(cfg("SQLALCHEMY_POOL_RECYCLE", 3600)),
+                   "pool_pre_ping": bool(cfg("SQLALCHEMY_POOL_PRE_PING", False)),
+                   "pool_use_lifo": bool(cfg("SQLALCHEMY_POOL_USE_LIFO", False)),
+                   "pool_reset_on_return": None,
+                   "pool_timeout": int(cfg("SQLALCHEMY_POOL_TIMEOUT", 30))}
+        if not database_uri().startswith("mysql"):
+            options["connect_args"] = {"options": "-c timezone=UTC"}
+        _ENGINE.append(sqlalchemy.create_engine(database_uri(), **options))
+    return _ENGINE[0]
+
+
+_REDIS = []
+
+
+def redis_client():
+    """Dify's redis_client as ext_redis builds it: Sentinel master, or host and port."""
+    if not _REDIS:
+        import redis
+        params = {"username": cfg("REDIS_USERNAME") or None, "password": cfg("REDIS_PASSWORD") or None,
+                  "db": int(cfg("REDIS_DB", 0)), "encoding": "utf-8", "encoding_errors": "strict",
+                  "decode_responses": False, "socket_timeout": 5}
+        if cfg("REDIS_USE_SENTINEL", False):
+            from redis.sentinel import Sentinel
+            # ext_redis splits every entry on ':' (why preflight refuses IPv6 Sentinel addresses).
+            nodes = [(n.split(":")[0], int(n.split(":")[1])) for n in str(cfg("REDIS_SENTINELS", "")).split(",")]
+            sentinel = Sentinel(nodes, sentinel_kwargs={
+                "socket_timeout": float(cfg("REDIS_SENTINEL_SOCKET_TIMEOUT", 0.1)),
+                "username": cfg("REDIS_SENTINEL_USERNAME") or None,
+                "password": cfg("REDIS_SENTINEL_PASSWORD") or None})
+            _REDIS.append(sentinel.master_for(cfg("REDIS_SENTINEL_SERVICE_NAME"), **params))
+        else:
+            pool = redis.ConnectionPool(host=cfg("REDIS_HOST", "localhost"), port=int(cfg("REDIS_PORT", 6379)),
+                                        **params)
+            _REDIS.append(redis.Redis(connection_pool=pool))
+    return _REDIS[0]
+
+
+def event_bus_url():
+    """Where Dify's event bus publishes and subscribes: PUBSUB_REDIS_URL (trimmed), else a URL
+    made of REDIS_HOST/PORT/DB with quote_plus'ed credentials; neither is a ValueError."""
+    url = str(cfg("PUBSUB_REDIS_URL") or "").strip()
+    if url:
+        return url
+    if not cfg("REDIS_HOST") or not cfg("REDIS_PORT"):
+        raise ValueError("PUBSUB_REDIS_URL must be set when default Redis URL cannot be constructed")
+    quote = urllib.parse.quote_plus
+    user = quote(cfg("REDIS_USERNAME")) if cfg("REDIS_USERNAME") else ""
+    auth = ("%s:%s" % (user, quote(cfg("REDIS_PASSWORD")))) if cfg("REDIS_PASSWORD") else user
+    return "%s://%s%s:%s/%s" % ("rediss" if cfg("REDIS_USE_SSL", False) else "redis", (auth + "@") if auth else "",
+                                 cfg("REDIS_HOST"), cfg("REDIS_PORT"), cfg("REDIS_DB", 0))
+
+
+_CELERY = []
+
+
+def celery_app():
+    """Celery as ext_celery configures it: the broker URL and, with Sentinel, its transport options."""
+    if not _CELERY:
+        from celery import Celery
+        options = {}
+        if cfg("CELERY_USE_SENTINEL", False):
+            options = {"master_name": cfg("CELERY_SENTINEL_MASTER_NAME"),
+                       "sentinel_kwargs": {"socket_timeout": float(cfg("CELERY_SENTINEL_SOCKET_TIMEOUT", 0.1)),
+                                           "password": cfg("CELERY_SENTINEL_PASSWORD") or None}}
+        app = Celery("app", broker=cfg("CELERY_BROKER_URL"))
+        app.conf.update(broker_transport_options=options, broker_connection_retry_on_startup=True,
+                        task_ignore_result=True, worker_hijack_root_logger=False,
+                        timezone=cfg("LOG_TZ", "UTC") or "UTC")
+
+        @app.task(name=STREAM_TASK, ignore_result=True)
+        def stream_answer(channel, query, chunks=4):
+            import redis
+            bus = redis.Redis.from_url(event_bus_url(), socket_timeout=5)
+            for i in range(int(chunks)):
+                bus.publish(channel, json.dumps({"event": "message", "answer": "%s (%d)" % (query, i),
+                                                 "worker": HOST}))
+                time.sleep(0.1)
+            bus.publish(channel, json.dumps({"event": "message_end", "worker": HOST}))
+        _CELERY.append(app)
+    return _CELERY[0]
 
 
 def now():
@@ -108,25 +289,37 @@ def pg_connect(database=None, user=None, password=None, host=None, port=None):
 @check("db_pool")
 def check_db_pool():
     if MODE == "plugin_daemon":
+        # The daemon is Go (gorm): its pool is DB_MAX_IDLE_CONNS connections at least.
         size = int(ENV.get("DB_MAX_IDLE_CONNS", "2"))
-    else:
-        size = int(ENV.get("SQLALCHEMY_POOL_SIZE", "1"))
+        conns = []
+        try:
+            for dummy in range(size):
+                conns.append(pg_connect())
+            cur = conns[0].cursor()
+            cur.execute("SELECT current_user, current_database()")
+            user, db = cur.fetchone()
+        finally:
+            for c in conns:
+                c.close()
+        return True, {"user": user, "database": db, "pool_size": size, "client": "psycopg2"}
+    # Dify's engine: SQLALCHEMY_POOL_SIZE connections held at once, each a backend of its own.
+    import sqlalchemy
+    eng = engine()
+    size = eng.pool.size()
     conns = []
     try:
         for dummy in range(size):
-            conns.append(pg_connect())
-        cur = conns[0].cursor()
-        cur.execute("SELECT current_user, current_database(), "
-                    "(SELECT count(*) FROM pg_stat_activity WHERE application_name = %s), "
-                    "current_setting('max_connections')::int",
-                    ("difyops-probe-%s-%s" % (HOST, MODE),))
-        user, db, seen, maxconn = cur.fetchone()
+            conns.append(eng.connect())
+        pids = set(c.execute(sqlalchemy.text("SELECT pg_backend_pid()" if eng.dialect.name == "postgresql"
+                                              else "SELECT CONNECTION_ID()")).scalar() for c in conns)
+        user, db = conns[0].execute(sqlalchemy.text(
+            "SELECT current_user, current_database()" if eng.dialect.name == "postgresql"
+            else "SELECT CURRENT_USER(), DATABASE()")).one()
     finally:
         for c in conns:
             c.close()
-    ok = seen >= size
-    return ok, {"user": user, "database": db, "pool_size": size,
-                "connections_seen": seen, "max_connections": maxconn}
+    return len(pids) == size, {"user": user, "database": db, "pool_size": size, "backends": len(pids),
+                               "client": "sqlalchemy %s" % sqlalchemy.__version__}
 
 
 @check("pgvector")
@@ -160,58 +353,64 @@ def sentinel_hosts(spec):
 
 @check("redis_sentinel")
 def check_redis():
-    import redis
-    from redis.sentinel import Sentinel
     key = "difyops:probe:%s:%s" % (HOST, MODE)
-    if ENV.get("REDIS_USE_SENTINEL", "false").lower() == "true":
-        sentinel = Sentinel(sentinel_hosts(ENV["REDIS_SENTINELS"]),
-                            sentinel_kwargs={"password": ENV.get("REDIS_SENTINEL_PASSWORD") or None,
-                                             "socket_timeout": 2},
-                            socket_timeout=5)
-        name = ENV["REDIS_SENTINEL_SERVICE_NAME"]
-        master_addr = sentinel.discover_master(name)
-        client = sentinel.master_for(name, password=ENV.get("REDIS_PASSWORD") or None,
-                                     db=int(ENV.get("REDIS_DB", "0")), socket_timeout=5)
+    if FAMILY[MODE] == "api":
+        client = redis_client()
     else:
-        master_addr = (ENV["REDIS_HOST"], int(ENV.get("REDIS_PORT", "6379")))
-        client = redis.Redis(host=master_addr[0], port=master_addr[1],
-                             password=ENV.get("REDIS_PASSWORD") or None,
-                             db=int(ENV.get("REDIS_DB", "0")), socket_timeout=5)
+        import redis
+        from redis.sentinel import Sentinel
+        if ENV.get("REDIS_USE_SENTINEL", "false").lower() == "true":
+            sentinel = Sentinel(sentinel_hosts(ENV["REDIS_SENTINELS"]),
+                                sentinel_kwargs={"password": ENV.get("REDIS_SENTINEL_PASSWORD") or None,
+                                                 "socket_timeout": 2},
+                                socket_timeout=5)
+            client = sentinel.master_for(ENV["REDIS_SENTINEL_SERVICE_NAME"],
+                                         password=ENV.get("REDIS_PASSWORD") or None,
+                                         db=int(ENV.get("REDIS_DB", "0")), socket_timeout=5)
+        else:
+            client = redis.Redis(host=ENV["REDIS_HOST"], port=int(ENV.get("REDIS_PORT", "6379")),
+                                 password=ENV.get("REDIS_PASSWORD") or None,
+                                 db=int(ENV.get("REDIS_DB", "0")), socket_timeout=5)
     client.set(key, now(), ex=600)
     value = client.get(key)
     role = client.execute_command("ROLE")[0]
     role = role.decode() if isinstance(role, bytes) else role
+    addr = client.connection_pool.get_connection("PING")
+    where = "%s:%s" % (addr.host, addr.port)
+    client.connection_pool.release(addr)
     return value is not None and role == "master", {
-        "sentinel": ENV.get("REDIS_USE_SENTINEL"), "master": "%s:%s" % tuple(master_addr), "role": role}
+        "sentinel": ENV.get("REDIS_USE_SENTINEL"), "master": where, "role": role}
 
 
 @check("celery_broker")
 def check_celery():
+    """A message through the broker with kombu, the way Celery sends Dify's tasks."""
+    app = celery_app()
+    url = str(cfg("CELERY_BROKER_URL"))
+    db = int(urllib.parse.urlparse(url.split(";")[0]).path.strip("/") or 0)
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=2)
+        queue = conn.SimpleQueue("difyops.probe.%s.%s" % (HOST, MODE))
+        try:
+            queue.put({"task": "probe", "at": now()})
+            msg = queue.get(timeout=5)
+            msg.ack()
+        finally:
+            queue.close()
+    via = "sentinel" if url.startswith("sentinel://") else "direct"
+    return db == 1, {"via": via, "db": db, "transport": str(getattr(conn, "transport_cls", ""))}
+
+
+@check("event_bus")
+def check_event_bus():
+    """The event bus answers where this service would publish or subscribe (a PUBLISH reaches it)."""
     import redis
-    from redis.sentinel import Sentinel
-    url = ENV["CELERY_BROKER_URL"]
-    queue = "difyops:probe:celery:%s:%s" % (HOST, MODE)
-    if url.startswith("sentinel://"):
-        hosts, password, db = [], None, 0
-        for part in url.split(";"):
-            u = urllib.parse.urlparse(part.strip())
-            hosts.append((u.hostname, u.port or 26379))
-            password = urllib.parse.unquote(u.password) if u.password else None
-            db = int(u.path.strip("/") or 0)
-        if ENV.get("CELERY_USE_SENTINEL", "false").lower() != "true":
-            return False, "CELERY_BROKER_URL is sentinel:// but CELERY_USE_SENTINEL is not true"
-        sentinel = Sentinel(hosts, sentinel_kwargs={"password": ENV.get("CELERY_SENTINEL_PASSWORD") or None,
-                                                    "socket_timeout": 2}, socket_timeout=5)
-        client = sentinel.master_for(ENV["CELERY_SENTINEL_MASTER_NAME"], password=password, db=db,
-                                     socket_timeout=5)
-        via = "sentinel (%d sentinels)" % len(hosts)
-    else:
-        client = redis.Redis.from_url(url, socket_timeout=5)
-        db = client.connection_pool.connection_kwargs.get("db")
-        via = "direct"
-    client.lpush(queue, json.dumps({"task": "probe", "at": now()}))
-    msg = client.rpop(queue)
-    return msg is not None and db == 1, {"via": via, "db": db}
+    bus = redis.Redis.from_url(event_bus_url(), socket_timeout=5)
+    receivers = bus.publish("difyops:probe:ping", now())
+    role = bus.execute_command("ROLE")[0]
+    role = role.decode() if isinstance(role, bytes) else role
+    return role == "master", {"url_host": urllib.parse.urlparse(event_bus_url()).hostname, "role": role,
+                              "receivers": receivers}
 
 
 # ------------------------------------------------------------------- Storage
@@ -305,10 +504,10 @@ def check_migration_flag():
 
 
 CHECKS = {
-    "api": [check_db_pool, check_pgvector, check_redis, check_celery, check_storage, check_sandbox,
-            check_plugin_daemon, check_ssrf, check_migration_flag],
-    "worker": [check_db_pool, check_pgvector, check_redis, check_celery, check_storage, check_sandbox,
-               check_ssrf, check_migration_flag],
+    "api": [check_db_pool, check_pgvector, check_redis, check_celery, check_event_bus, check_storage,
+            check_sandbox, check_plugin_daemon, check_ssrf, check_migration_flag],
+    "worker": [check_db_pool, check_pgvector, check_redis, check_celery, check_event_bus, check_storage,
+               check_sandbox, check_ssrf, check_migration_flag],
     "beat": [check_db_pool, check_redis, check_celery, check_migration_flag],
     "plugin_daemon": [check_db_pool, check_redis, check_storage, check_inner_api],
     "sandbox": [check_ssrf],
@@ -348,9 +547,11 @@ class Handler(BaseHTTPRequestHandler):
         if path in ("/health", "/health/check", "/"):
             return self._send(200, {"status": "ok", "mode": MODE, "host": HOST})
         if MODE == "api" and path == "/console/api/setup":
-            # What Dify's api answers before the first admin exists; the
-            # fleet's smoke check asks it through the edge.
-            return self._send(200, {"step": "not_started"})
+            # As Dify's api: the answer comes from the database (table
+            # dify_setups, which the migration job created).
+            return self.setup_status()
+        if MODE == "api" and path == "/v1/chat-messages":
+            return self.stream_answer()
         if path == "/probe":
             with LOCK:
                 return self._send(200, REPORT)
@@ -361,25 +562,109 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(401, {"status": "unauthorized"})
         return self._send(404, {"status": "not found"})
 
+    def do_POST(self):
+        path = self.path.split("?")[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if MODE == "api" and path == "/v1/chat-messages":
+            try:
+                query = json.loads(body or b"{}").get("query") or "hello"
+            except ValueError:
+                return self._send(400, {"code": "invalid_param", "message": "body is not JSON"})
+            return self.stream_answer(query)
+        return self._send(404, {"status": "not found"})
+
+    def setup_status(self):
+        import sqlalchemy
+        try:
+            with engine().connect() as conn:
+                row = conn.execute(sqlalchemy.text("SELECT version, setup_at FROM dify_setups LIMIT 1")).first()
+        except Exception as exc:  # Dify answers 500 when its database fails
+            return self._send(500, {"code": "internal_server_error", "message": type(exc).__name__})
+        if row is None:
+            return self._send(200, {"step": "not_started"})
+        return self._send(200, {"step": "finished", "setup_at": str(row[1])})
+
+    def stream_answer(self, query=None):
+        """Server-Sent Events as Dify streams a chat answer: a Celery task on a worker
+        generates it and publishes each event on the event bus; this api relays them."""
+        import redis
+        query = query or urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query).get("query", ["hello"])[0]
+        channel = "difyops:probe:stream:%s" % uuid.uuid4().hex
+        bus = redis.Redis.from_url(event_bus_url(), socket_timeout=5)
+        sub = bus.pubsub(ignore_subscribe_messages=True)
+        try:
+            sub.subscribe(channel)
+            celery_app().send_task(STREAM_TASK, args=[channel, query], queue=STREAM_QUEUE)
+        except Exception as exc:
+            sub.close()
+            return self._send(500, {"code": "internal_server_error", "message": type(exc).__name__})
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("X-Difyops-Probe", "%s@%s" % (MODE, HOST))
+        self.end_headers()
+        deadline = time.time() + float(ENV.get("PROBE_STREAM_TIMEOUT", "60"))
+        try:
+            while time.time() < deadline:
+                msg = sub.get_message(timeout=1.0)
+                if not msg or msg.get("type") != "message":
+                    continue
+                data = msg["data"].decode() if isinstance(msg["data"], bytes) else msg["data"]
+                self.wfile.write(("data: %s\n\n" % data).encode())
+                self.wfile.flush()
+                if json.loads(data).get("event") == "message_end":
+                    return
+            self.wfile.write(b'data: {"event": "error", "message": "no answer from any worker in time"}\n\n')
+        finally:
+            sub.close()
+
     def log_message(self, fmt, *args):
         sys.stdout.write(json.dumps({"ts": now(), "mode": MODE, "access": fmt % args}) + "\n")
         sys.stdout.flush()
 
 
 def migrate():
-    conn = pg_connect()
-    conn.autocommit = True
-    cur = conn.cursor()
-    cur.execute("CREATE TABLE IF NOT EXISTS difyops_probe_migrations "
-                "(id serial PRIMARY KEY, version text NOT NULL, host text NOT NULL, "
-                "applied_at timestamptz NOT NULL DEFAULT now())")
-    cur.execute("INSERT INTO difyops_probe_migrations (version, host) VALUES (%s, %s)",
-                (ENV.get("DIFYOPS_DIFY_VERSION", "unknown"), HOST))
-    conn.close()
-    print(json.dumps({"ts": now(), "mode": MODE, "migrated": ENV.get("DIFYOPS_DIFY_VERSION")}))
+    """What `flask upgrade-db` leaves for the probe's answers: its tables, through Dify's engine."""
+    import sqlalchemy
+    version = release_data()[1]["release"]
+    with engine().begin() as conn:
+        conn.execute(sqlalchemy.text(
+            "CREATE TABLE IF NOT EXISTS difyops_probe_migrations (id serial PRIMARY KEY, version text NOT NULL, "
+            "host text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"))
+        conn.execute(sqlalchemy.text(
+            "CREATE TABLE IF NOT EXISTS dify_setups (version varchar(255) PRIMARY KEY, "
+            "setup_at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP)"))
+        conn.execute(sqlalchemy.text("INSERT INTO difyops_probe_migrations (version, host) VALUES (:v, :h)"),
+                     {"v": version, "h": HOST})
+    print(json.dumps({"ts": now(), "mode": MODE, "migrated": version}))
+
+
+def run_round():
+    for fn in CHECKS[MODE]:
+        fn()
+    with LOCK:
+        REPORT["rounds"] += 1
+        REPORT["ok"] = all(c["ok"] for c in REPORT["checks"].values())
+    write_report()
+
+
+def run_worker(stop):
+    """MODE=worker: Celery's worker on Dify's queues (CELERY_QUEUES, else the stream's queue)."""
+    queues = ENV.get("CELERY_QUEUES") or "dataset,mail,ops_trace,app_deletion,plugin,workflow_storage,conversation," \
+        + STREAM_QUEUE
+    if STREAM_QUEUE not in queues.split(","):
+        queues += "," + STREAM_QUEUE
+    celery_app().worker_main(["worker", "--pool=threads", "--concurrency=%s" % (ENV.get("CELERY_WORKER_AMOUNT") or 4),
+                              "-Q", queues, "--loglevel=INFO", "--without-mingle", "--without-gossip",
+                              "--hostname=probe@%s" % HOST])
+    stop.set()
 
 
 def main():
+    if MODE not in FAMILY:
+        sys.exit("unknown MODE %r" % MODE)
+    load_config()
     if MODE == "migration":
         if ENV.get("MIGRATION_ENABLED", "false").lower() != "true":
             sys.exit("MODE=migration needs MIGRATION_ENABLED=true")
@@ -401,13 +686,18 @@ def main():
         threading.Thread(target=server.serve_forever, daemon=True).start()
         REPORT["port"] = port
     interval = int(ENV.get("PROBE_INTERVAL", "5"))
+    if MODE == "worker":
+        # The checks in the background, Celery's worker in front (it takes SIGTERM as Dify's does).
+        def checks():
+            while not stop.is_set():
+                run_round()
+                stop.wait(interval if not REPORT["ok"] else max(interval, 30))
+        threading.Thread(target=checks, daemon=True).start()
+        run_worker(stop)
+        print(json.dumps({"ts": now(), "mode": MODE, "stopped": "worker"}))
+        return
     while not stop.is_set():
-        for fn in CHECKS[MODE]:
-            fn()
-        with LOCK:
-            REPORT["rounds"] += 1
-            REPORT["ok"] = all(c["ok"] for c in REPORT["checks"].values())
-        write_report()
+        run_round()
         stop.wait(interval if not REPORT["ok"] else max(interval, 30))
     if server is not None:
         server.shutdown()
