@@ -51,12 +51,14 @@ def _run_validate(tmp_path, extra_vars):
     )
 
 
-def test_local_storage_on_two_app_hosts_is_refused(tmp_path):
-    res = _run_validate(tmp_path, '{"storage_hosts": ["api1", "api2"]}')
+# Local storage on several api/worker hosts is a fleet rule: preflight refuses
+# it (tests/preflight, case local_storage_two_app_hosts); the role checks its
+# own settings.
+def test_incomplete_nfs_setting_is_refused(tmp_path):
+    res = _run_validate(tmp_path, '{"storage_backend": "nfs", "storage_nfs_src": "nfs1"}')
     assert res.returncode != 0
-    assert "storage_backend=local but 2 api/worker hosts" in res.stdout + res.stderr
-    ok = _run_validate(tmp_path, '{"storage_hosts": ["api1", "api2"], "storage_backend": "nfs", '
-                                 '"storage_nfs_src": "nfs1:/export/dify"}')
+    assert "storage_nfs_src as <server>:/<export path>" in res.stdout + res.stderr
+    ok = _run_validate(tmp_path, '{"storage_backend": "nfs", "storage_nfs_src": "nfs1:/export/dify"}')
     assert ok.returncode == 0, ok.stdout
 
 
@@ -113,9 +115,15 @@ def test_env_for_local_and_s3(tmp_path):
     assert s3["dify"]["OPENDAL_S3_BUCKET"] == "dify-files"
     assert s3["dify"]["OPENDAL_S3_ENDPOINT"] == "https://minio.internal:9000"
     assert s3["dify"]["OPENDAL_S3_SECRET_ACCESS_KEY"] == "s3cr3tvalue1234567890"
+    # The names the plugin daemon reads (not the compose file's PLUGIN_S3_*/PLUGIN_AWS_*):
+    # an S3-compatible endpoint needs S3_USE_AWS=false, the path style and static keys.
     assert s3["plugin"]["PLUGIN_STORAGE_TYPE"] == "aws_s3"
-    assert s3["plugin"]["PLUGIN_S3_USE_PATH_STYLE"] == "true"
+    assert s3["plugin"]["S3_USE_AWS"] == "false"
+    assert s3["plugin"]["S3_ENDPOINT"] == "https://minio.internal:9000"
+    assert s3["plugin"]["S3_USE_PATH_STYLE"] == "true"
+    assert s3["plugin"]["AWS_SECRET_KEY"] == "s3cr3tvalue1234567890"
+    assert not [k for k in s3["plugin"] if k.startswith(("PLUGIN_S3_", "PLUGIN_AWS_"))]
     iam = _render_env(tmp_path, '{"storage_backend": "s3", "storage_s3_bucket": "dify-files", '
                                 '"storage_s3_interface": "s3", "storage_s3_use_iam_role": true}')
     assert iam["dify"]["STORAGE_TYPE"] == "s3" and iam["dify"]["S3_USE_AWS_MANAGED_IAM"] == "true"
-    assert "S3_SECRET_KEY" not in iam["dify"] and "PLUGIN_AWS_SECRET_KEY" not in iam["plugin"]
+    assert "S3_SECRET_KEY" not in iam["dify"] and "AWS_SECRET_KEY" not in iam["plugin"]
