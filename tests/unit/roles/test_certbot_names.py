@@ -110,3 +110,13 @@ def test_names_that_are_not_dns_names_are_still_refused(tmp_path):
     got = evaluate(tmp_path, {"certbot_domains": ["https://Dify.Example.COM/", "a..", "ok.example.com."],
                               "__certbot_renewal": {"stat": {"exists": False}}})
     assert got["__certbot_bad_domains"] == ["https://dify.example.com/", "a."]
+
+
+def test_names_with_every_letter_are_read_whole_from_the_certificate(tmp_path):
+    # The lab's name: a regex that lost its \s would stop at the first "s" (dify.lab.te) and order
+    # the certificate again on every run.
+    extra = {"nginx_server_name": "dify.lab.test", "certbot_extra_domains": ["status.sites.dify.lab.test"]}
+    extra.update(existing("DNS:dify.lab.test, DNS:status.sites.dify.lab.test"))
+    got = evaluate(tmp_path, extra)
+    assert got["__certbot_current_domains"] == ["dify.lab.test", "status.sites.dify.lab.test"]
+    assert got["order"] is False
