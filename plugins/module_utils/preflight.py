@@ -607,7 +607,7 @@ def _address_form(value):
         return ("is a URL; give the bare address or host name (%s)"
                 % re.sub(r"^[a-z]+://|[:/].*$", "", text, flags=re.I))
     if "/" in text:
-        return "carries a prefix length (from `ip addr`?); give the address alone (%s)" % text.split("/")[0]
+        return "carries a prefix length (from `ip addr`?); give the address alone (%s)" % text.split("/", 1)[0]
     if re.match(r"^\[.*\]:\d+$", text) or (text.count(":") == 1 and re.match(r"^[^:]+:\d+$", text)):
         return ("carries a port; give the address alone (%s) and the SSH port as ansible_port"
                 % re.sub(r"^\[?([^\]]*?)\]?:\d+$", r"\1", text))
@@ -712,12 +712,12 @@ def _name_problem(name, tls, public_acme):
     if "://" in text:
         return "is a URL; give the bare name (%s)" % re.sub(r"^[a-z]+://|[:/].*$", "", text, flags=re.I)
     if "/" in text:
-        return "carries a path; give the bare name (%s)" % text.split("/")[0]
+        return "carries a path; give the bare name (%s)" % text.split("/", 1)[0]
     if text.strip() != text or " " in text or "," in text:
         return "holds spaces or several names; give one name here and the others in nginx_server_aliases"
     if re.match(r"^[^:]+:\d+$", text):
         return "carries a port; give the bare name (%s) and the port as nginx_https_port/nginx_http_port" \
-            % text.split(":")[0]
+            % text.split(":", 1)[0]
     if "*" in text:
         return "is a wildcard; certbot's HTTP challenge cannot issue one. Name the host Dify is served at"
     if text.endswith("."):
@@ -873,9 +873,9 @@ def _ssrf_ip_problem(entry):
     net = _net(text)
     if net is None:
         return ("is not an address or CIDR; a name belongs in ssrf_proxy_allow_private_domains", False)
-    if "/" in text and _ip(text.split("/")[0]) != net.network_address:
+    if "/" in text and _ip(text.split("/", 1)[0]) != net.network_address:
         return ("has host bits set; write the network (%s) or the single address (%s/%d)"
-                % (net, text.split("/")[0], net.max_prefixlen), False)
+                % (net, text.split("/", 1)[0], net.max_prefixlen), False)
     wide = _wide_problem(net)
     return (wide, True) if wide else (None, False)
 
@@ -1023,9 +1023,9 @@ def check_postgresql_versions(groups, hostvars):
                 not _truthy(hv.get("postgresql_pgdg_repository")):
             errors.append("%s: postgresql_version = %r, but Debian %s (%s) packages PostgreSQL %d only. Set "
                           "postgresql_version: %d (or remove it), or postgresql_pgdg_repository: true to install %s "
-                          "from apt.postgresql.org." % (host, hv.get("postgresql_version"), platform["major"],
-                                                         _release(hv), platform["postgresql"], platform["postgresql"],
-                                                         version))
+                          "from apt.postgresql.org." % (
+                              host, hv.get("postgresql_version"), platform["major"], _release(hv),
+                              platform["postgresql"], platform["postgresql"], version))
     if len(versions) > 1:
         text = "; ".join("%d on %s" % (v, catalog.hosts_text(h)) for v, h in sorted(versions.items()))
         errors.append("%s: the dify_postgres hosts would run different PostgreSQL majors (%s), but a streaming "

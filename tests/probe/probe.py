@@ -203,8 +203,9 @@ def event_bus_url():
     quote = urllib.parse.quote_plus
     user = quote(cfg("REDIS_USERNAME")) if cfg("REDIS_USERNAME") else ""
     auth = ("%s:%s" % (user, quote(cfg("REDIS_PASSWORD")))) if cfg("REDIS_PASSWORD") else user
-    return "%s://%s%s:%s/%s" % ("rediss" if cfg("REDIS_USE_SSL", False) else "redis", (auth + "@") if auth else "",
-                                 cfg("REDIS_HOST"), cfg("REDIS_PORT"), cfg("REDIS_DB", 0))
+    scheme = "rediss" if cfg("REDIS_USE_SSL", False) else "redis"
+    return "%s://%s%s:%s/%s" % (scheme, (auth + "@") if auth else "", cfg("REDIS_HOST"), cfg("REDIS_PORT"),
+                                cfg("REDIS_DB", 0))
 
 
 _CELERY = []
@@ -310,8 +311,8 @@ def check_db_pool():
     try:
         for dummy in range(size):
             conns.append(eng.connect())
-        pids = set(c.execute(sqlalchemy.text("SELECT pg_backend_pid()" if eng.dialect.name == "postgresql"
-                                              else "SELECT CONNECTION_ID()")).scalar() for c in conns)
+        pid_sql = "SELECT pg_backend_pid()" if eng.dialect.name == "postgresql" else "SELECT CONNECTION_ID()"
+        pids = set(c.execute(sqlalchemy.text(pid_sql)).scalar() for c in conns)
         user, db = conns[0].execute(sqlalchemy.text(
             "SELECT current_user, current_database()" if eng.dialect.name == "postgresql"
             else "SELECT CURRENT_USER(), DATABASE()")).one()
@@ -387,7 +388,7 @@ def check_celery():
     """A message through the broker with kombu, the way Celery sends Dify's tasks."""
     app = celery_app()
     url = str(cfg("CELERY_BROKER_URL"))
-    db = int(urllib.parse.urlparse(url.split(";")[0]).path.strip("/") or 0)
+    db = int(urllib.parse.urlparse(url.split(";", 1)[0]).path.strip("/") or 0)
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=2)
         queue = conn.SimpleQueue("difyops.probe.%s.%s" % (HOST, MODE))

@@ -64,8 +64,8 @@ CASES = [
     ("port_clash", None, {"data": {"redis_port": 5432}}, ["data: two services would listen on port 5432",
                                                           "postgresql_port", "redis_port"]),
     # addresses
-    ("address_url", None, {"app": {"ansible_host": "http://10.0.0.5"}}, ["app: ansible_host = 'http://10.0.0.5' is a URL",
-                                                                        "(10.0.0.5)"]),
+    ("address_url", None, {"app": {"ansible_host": "http://10.0.0.5"}},
+     ["app: ansible_host = 'http://10.0.0.5' is a URL", "(10.0.0.5)"]),
     ("address_with_port", None, {"app": {"ansible_host": "10.0.0.5:22"}}, ["carries a port", "ansible_port"]),
     ("address_with_prefix", None, {"app": {"difyops_address": "10.0.0.5/24"}},
      ["app: difyops_address = '10.0.0.5/24' carries a prefix length"]),
