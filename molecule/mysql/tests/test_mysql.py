@@ -1,15 +1,11 @@
 """Observable behaviour of difyops.fleet.mysql (Debian's MariaDB) for Dify."""
 
-import json
 import os
 import subprocess
-import sys
 
 import pytest
-import testinfra
 
-TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-sys.path.insert(0, os.path.join(TOP, ".collections"))
+from difyops_scenario import TOP, address, lab_host, scenario_plan
 
 testinfra_hosts = ["mol-mysql-db"]
 
@@ -17,23 +13,6 @@ DB = "mol-mysql-db"
 APP = "mol-mysql-app"
 OTHER = "mol-mysql-other"
 PASSWORD = "molecule-db-password-0123456789"  # molecule.yml, difyops_secrets.db_password
-
-
-def lab_host(name):
-    """A scenario host through podman exec (much faster than one ansible run per command)."""
-    return testinfra.get_host(f"podman://{name}")
-
-
-def ansible_host(name):
-    """The same host through Ansible, for facts and inventory variables."""
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
-
-
-def address(host):
-    """The host's default IPv4 address, as the role's host_address filter sees it."""
-    out = host.run("ip -4 -json route get 1.1.1.1").stdout
-    return json.loads(out)[0]["prefsrc"]
 
 
 def sql(host, query):
@@ -71,18 +50,7 @@ def db():
 def tuned():
     """The capacity plan's InnoDB settings for the database host: difyops.fleet.fleet_plan over the
     scenario's inventory (its knobs, mysql_memory_fraction) and its hosts' facts, as the role sizes it."""
-    from ansible_collections.difyops.fleet.plugins.module_utils import capacity_plan, catalog
-
-    listed = json.loads(subprocess.run(
-        ["ansible-inventory", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--list"],
-        capture_output=True, text=True, check=True,
-        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": os.path.join(TOP, ".collections")}).stdout)
-    groups = dict((g, v.get("hosts", [])) for g, v in listed.items() if isinstance(v, dict) and g != "_meta")
-    hosts = {}
-    for name in catalog.fleet_hosts(groups):
-        facts = ansible_host(name).ansible("setup", "gather_subset=min,hardware")["ansible_facts"]
-        hosts[name] = dict(listed["_meta"]["hostvars"].get(name, {}), **facts)
-    return capacity_plan.build_plan(groups, hosts)["hosts"][DB]["mysql"]
+    return scenario_plan()["hosts"][DB]["mysql"]
 
 
 def test_server_is_debians_mariadb(db):
