@@ -25,7 +25,9 @@ options:
         C(services) (every service as a dict), C(service) (the one named O(name)), C(clients) (client groups of
         the port named O(port)), C(port) (the number the port named O(port) listens on on O(host), from that
         host's variable or the catalog default), C(platforms) (supported Debian releases and what each ships),
-        C(knobs) (the capacity plan's sizing knobs with their defaults), C(catalog) (all of it).
+        C(knobs) (the capacity plan's sizing knobs with their defaults), C(sandbox_network) (the sandbox's Docker
+        network - name, bridge, the variable that moves its subnet and the default subnet), C(catalog) (all of
+        it).
       - C(groups), C(pattern) and C(hosts) take O(role) or O(tier) to keep only the groups that role configures or
         that tier runs on.
     required: true
@@ -86,7 +88,8 @@ _raw:
   description:
     - C(groups), C(hosts), C(clients) - lists of names; C(pattern) - one string; C(port) - one integer;
       C(service) - one dict (name, group, purpose, roles, tier, ports, memory, required, alternative, max_hosts,
-      exactly, odd_for_ha, first_host); C(services), C(knobs) - lists of dicts; C(platforms), C(catalog) - a dict.
+      exactly, odd_for_ha, first_host); C(services), C(knobs) - lists of dicts; C(platforms), C(sandbox_network),
+      C(catalog) - a dict.
   type: list
 """
 
@@ -97,7 +100,8 @@ from ansible_collections.difyops.fleet.plugins.module_utils import catalog
 from ansible_collections.difyops.fleet.plugins.module_utils import knobs
 from ansible_collections.difyops.fleet.plugins.module_utils.fleet import FleetError
 
-WHAT = ("groups", "pattern", "hosts", "services", "service", "clients", "port", "platforms", "knobs", "catalog")
+WHAT = ("groups", "pattern", "hosts", "services", "service", "clients", "port", "platforms", "knobs",
+        "sandbox_network", "catalog")
 
 
 def answer(what, variables, name=None, role=None, tier=None, port=None, host=None):
@@ -123,6 +127,8 @@ def answer(what, variables, name=None, role=None, tier=None, port=None, host=Non
         return [catalog.as_data()["platforms"]]
     if what == "knobs":
         return [k.as_dict() for k in knobs.KNOBS]
+    if what == "sandbox_network":
+        return [dict(catalog.SANDBOX_NETWORK)]
     return [catalog.as_data()]
 
 

@@ -169,6 +169,15 @@ SERVICES = (
 
 FLEET_GROUPS = tuple(s.group for s in SERVICES)
 
+# The sandbox's own network namespace on every dify_sandbox host: a Docker
+# bridge network (role dify) whose only way out is the SSRF proxy (role
+# firewall: input and forward rules on its bridge; role ssrf_proxy: the
+# subnet is a client of a proxy on the same host, reached at the gateway,
+# the subnet's first address). ``var`` moves the subnet; preflight refuses
+# one that is not a private IPv4 network or holds a fleet address.
+SANDBOX_NETWORK = {"name": "dify-sandbox", "bridge": "dify-sandbox", "var": "dify_sandbox_network_subnet",
+                   "subnet": "172.29.194.0/24"}
+
 # Roles applied to every fleet host, whatever it runs (exporters only when
 # difyops_exporters_enabled).
 EVERY_HOST_ROLES = ("common", "firewall", "exporters")
@@ -277,7 +286,8 @@ def as_data():
     return {"groups": list(FLEET_GROUPS),
             "services": [s.as_dict() for s in SERVICES],
             "exporter_ports": [p.as_dict(_EXPORTERS) for p in EXPORTER_PORTS],
-            "platforms": dict((k, dict(v)) for k, v in PLATFORMS.items())}
+            "platforms": dict((k, dict(v)) for k, v in PLATFORMS.items()),
+            "sandbox_network": dict(SANDBOX_NETWORK)}
 
 
 # --------------------------------------------------------------------------

@@ -61,8 +61,12 @@ def test_services_ports_and_knobs():
     assert platforms["bookworm"]["postgresql"] == 15
     knobs = dict((k["name"], k) for k in run("knobs"))
     assert knobs["dify_plugin_db_max_open_conns"]["default"] == 30
+    (net,) = run("sandbox_network")
+    assert net["var"] == "dify_sandbox_network_subnet" and net["subnet"].endswith("/24")
+    assert len(net["bridge"]) <= 15                                    # an interface name
     (data,) = run("catalog")
     assert data["groups"] == list(catalog.FLEET_GROUPS)
+    assert data["sandbox_network"] == net
 
 
 @pytest.mark.parametrize("terms, kw, needle", [
