@@ -73,6 +73,36 @@ LIBRARY_NAMES = {
 
 # String settings whose valid values the code checks only at run time:
 # setting -> (file, enum class whose values the code matches).
+# The client libraries Dify's api/worker reach their dependencies with (the
+# database, Redis and Celery, storage, settings): the contract probe installs
+# exactly the versions the release's api/uv.lock pins (tests/probe).
+CLIENT_LIBRARIES = ("sqlalchemy", "psycopg2-binary", "pymysql", "redis", "celery", "kombu", "opendal",
+                    "pydantic", "pydantic-settings", "python-dotenv")
+
+
+def lock_pins(lock, names):
+    """{package: version} api/uv.lock pins for names and everything they depend on (first entry per name)."""
+    pins, deps = {}, {}
+    for block in lock.split("[[package]]")[1:]:
+        name = re.search(r'^name = "([^"]+)"', block, re.M)
+        version = re.search(r'^version = "([^"]+)"', block, re.M)
+        if not name or not version or name.group(1) in pins:
+            continue
+        pins[name.group(1)] = version.group(1)
+        listed = re.search(r'^dependencies = \[(.*?)^\]', block, re.M | re.S)
+        deps[name.group(1)] = re.findall(r'\{ name = "([^"]+)"', listed.group(1)) if listed else []
+    missing = sorted(set(names) - set(pins))
+    if missing:
+        fail("api/uv.lock pins no version of %s" % ", ".join(missing))
+    todo, seen = list(names), set()
+    while todo:
+        name = todo.pop()
+        if name not in seen and name in pins:
+            seen.add(name)
+            todo.extend(deps.get(name, []))
+    return {k: pins[k] for k in sorted(seen)}
+
+
 RUNTIME_CHOICES = {
     # core/rag/datasource/vdb/vector_factory.py matches dify_config.VECTOR_STORE against VectorType
     "VECTOR_STORE": ("api/core/rag/datasource/vdb/vector_type.py", "VectorType"),
@@ -1174,6 +1204,7 @@ def extract(args):
                 "envconfig": envconfig,
             },
             "toolchain": dumped["toolchain"],
+            "client_libraries": lock_pins(lock, CLIENT_LIBRARIES),
             "images": images,
             "api": api,
             "web": web,

@@ -37,6 +37,25 @@ def test_data_names_its_sources_at_the_release_commits():
         assert release["sources"]["envconfig"]["ref"] == "v1.4.0"
 
 
+@pytest.mark.parametrize("release", RELEASES, ids=lambda r: r["release"])
+def test_client_libraries_are_the_release_pins_the_probe_installs(release):
+    """The probe (tests/probe/build.sh) installs exactly client_libraries: the clients Dify
+    reaches its dependencies with, at the lock's versions, with their dependencies."""
+    libs = release["client_libraries"]
+    for name in ("sqlalchemy", "psycopg2-binary", "pymysql", "redis", "celery", "kombu", "opendal",
+                 "pydantic", "pydantic-settings", "python-dotenv", "amqp", "billiard", "vine", "pydantic-core"):
+        assert name in libs, name
+    assert libs["pydantic"] == release["toolchain"]["pydantic"]
+    assert libs["pydantic-core"] == release["toolchain"]["pydantic_core"]
+    assert libs["pydantic-settings"] == release["toolchain"]["pydantic_settings"]
+
+
+def test_client_libraries_differ_where_the_locks_differ():
+    assert (R1133["client_libraries"]["celery"], R1161["client_libraries"]["celery"]) == ("5.6.2", "5.6.3")
+    assert (R1133["client_libraries"]["redis"], R1161["client_libraries"]["redis"]) == ("7.3.0", "7.4.0")
+    assert R1133["client_libraries"]["opendal"] == R1161["client_libraries"]["opendal"] == "0.46.0"
+
+
 def test_field_counts_match_difyconfig():
     assert R1133["api"]["field_count"] == len(R1133["api"]["settings"]) == 677
     assert R1161["api"]["field_count"] == len(R1161["api"]["settings"]) == 750
