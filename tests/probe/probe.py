@@ -10,7 +10,8 @@ runs on that the fleet answers the way Dify expects:
   SQLALCHEMY_POOL_SIZE connections at once) and a pgvector query;
 * Redis through Sentinel (REDIS_*) and the Celery broker through Sentinel
   (CELERY_BROKER_URL sentinel://...;... + CELERY_SENTINEL_*);
-* a storage write/read (OpenDAL fs root);
+* a storage write/read through OpenDAL (Dify's storage layer) with the
+  scheme and options Dify builds from OPENDAL_*;
 * the sandbox and the plugin daemon reachable with the shared keys (the
   sandbox and daemon probes check the key they receive against their own);
 * the SSRF proxy refusing a private target and answering an allowed one.
@@ -39,6 +40,7 @@ difyops_probe_migrations and exits.
 """
 
 import importlib
+import importlib.metadata
 import json
 import os
 import signal
@@ -415,25 +417,53 @@ def check_event_bus():
 
 
 # ------------------------------------------------------------------- Storage
+def opendal_options(scheme, env_file=".env"):
+    """The options Dify's OpenDAL storage gives its Operator for a scheme.
+
+    Dify reads every OPENDAL_<SCHEME>_<OPTION> variable of its process
+    environment (the option name lowercased), then fills the options still
+    missing from non-empty values of the .env file in its working directory.
+    """
+    from dotenv import dotenv_values
+    prefix = "OPENDAL_%s_" % scheme.upper()
+    options = dict((k[len(prefix):].lower(), v) for k, v in ENV.items() if k.startswith(prefix))
+    for key, value in (dotenv_values(env_file) or {}).items():
+        if key.startswith(prefix) and value and key[len(prefix):].lower() not in options:
+            options[key[len(prefix):].lower()] = value
+    return options
+
+
 @check("storage")
 def check_storage():
+    """A write and read back through the storage Dify's api and worker use.
+
+    The api family goes through OpenDAL (the opendal package the release
+    pins) with the scheme and options Dify builds; the plugin daemon (Go)
+    writes under PLUGIN_STORAGE_LOCAL_ROOT.
+    """
+    name = "difyops-probe/%s-%s.txt" % (HOST, MODE)
+    payload = ("written by %s/%s at %s" % (HOST, MODE, now())).encode()
     if MODE == "plugin_daemon":
-        root = ENV.get("PLUGIN_STORAGE_LOCAL_ROOT", "/app/storage")
-    else:
-        stype = ENV.get("STORAGE_TYPE", "opendal")
-        if stype != "opendal" or ENV.get("OPENDAL_SCHEME", "fs") != "fs":
-            return False, "probe only exercises STORAGE_TYPE=opendal with OPENDAL_SCHEME=fs, got %s" % stype
-        root = ENV.get("OPENDAL_FS_ROOT", "storage")
-        if not root.startswith("/"):
-            root = os.path.join("/app/api", root)
-    path = os.path.join(root, "difyops-probe", "%s-%s.txt" % (HOST, MODE))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    payload = "written by %s/%s at %s" % (HOST, MODE, now())
-    with open(path, "w") as fh:
-        fh.write(payload)
-    with open(path) as fh:
-        back = fh.read()
-    return back == payload, {"path": path, "uid": os.getuid()}
+        path = os.path.join(ENV.get("PLUGIN_STORAGE_LOCAL_ROOT", "/app/storage"), name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(payload)
+        with open(path, "rb") as fh:
+            return fh.read() == payload, {"path": path, "uid": os.getuid()}
+    stype = cfg("STORAGE_TYPE", "opendal")
+    scheme = cfg("OPENDAL_SCHEME", "fs")
+    if stype != "opendal" or scheme != "fs":
+        return False, "the lab has no object store: the probe writes only with STORAGE_TYPE=opendal and " \
+                      "OPENDAL_SCHEME=fs, got %s/%s" % (stype, scheme)
+    import opendal
+    options = opendal_options(scheme)
+    root = options.setdefault("root", "storage")
+    os.makedirs(root, exist_ok=True)
+    op = opendal.Operator(scheme=scheme, **options).layer(opendal.layers.RetryLayer(max_times=3, factor=2.0, jitter=True))
+    op.write(name, payload)
+    back = bytes(op.read(name))
+    return back == payload, {"path": os.path.join(os.path.abspath(root), name), "uid": os.getuid(),
+                             "opendal": importlib.metadata.version("opendal")}
 
 
 # ------------------------------------------------------------ HTTP services

@@ -92,3 +92,41 @@ def test_the_plugin_daemon_refuses_what_envconfig_cannot_parse(probe, capsys):
         mod.load_config()
     assert exc.value.code == 1
     assert "SERVER_PORT" in capsys.readouterr().err
+
+
+def test_storage_writes_through_opendal_where_dify_would(probe, tmp_path, monkeypatch):
+    """OPENDAL_FS_ROOT from the environment wins over the .env file; the file lands under that root."""
+    root = tmp_path / "from-env"
+    (tmp_path / ".env").write_text("OPENDAL_FS_ROOT=%s\nOPENDAL_FS_ATOMIC_WRITE_DIR=\n" % (tmp_path / "from-file"))
+    monkeypatch.chdir(tmp_path)
+    mod = probe(MODE="api", STORAGE_TYPE="opendal", OPENDAL_SCHEME="fs", OPENDAL_FS_ROOT=str(root))
+    mod.load_config()
+    mod.check_storage()
+    result = mod.REPORT["checks"]["storage"]
+    assert result["ok"] is True, result
+    written = root / "difyops-probe" / ("%s-api.txt" % mod.HOST)
+    assert written.read_bytes().startswith(b"written by ")
+    assert result["detail"]["path"] == str(written)
+    assert result["detail"]["opendal"] == "0.46.0"
+    assert not (tmp_path / "from-file").exists()
+
+
+def test_storage_options_fall_back_to_the_env_file_and_the_relative_default(probe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("OPENDAL_FS_ROOT=%s\n" % (tmp_path / "from-file"))
+    mod = probe(MODE="worker")
+    assert mod.opendal_options("fs") == {"root": str(tmp_path / "from-file")}
+    (tmp_path / ".env").write_text("OPENDAL_FS_ROOT=\n")
+    mod.load_config()
+    mod.check_storage()
+    assert mod.REPORT["checks"]["storage"]["ok"] is True
+    # Dify's default root is "storage", relative to its working directory.
+    assert (tmp_path / "storage" / "difyops-probe" / ("%s-worker.txt" % mod.HOST)).exists()
+
+
+def test_storage_without_an_object_store_says_so(probe):
+    mod = probe(MODE="api", STORAGE_TYPE="s3")
+    mod.load_config()
+    mod.check_storage()
+    result = mod.REPORT["checks"]["storage"]
+    assert result["ok"] is False and "no object store" in result["detail"]
