@@ -1767,6 +1767,16 @@ RELEASE = {
                     "SENTRY_PROFILES_SAMPLE_RATE": "${API_SENTRY_PROFILES_SAMPLE_RATE:-1.0}",
                     "SENTRY_TRACES_SAMPLE_RATE": "${API_SENTRY_TRACES_SAMPLE_RATE:-1.0}",
                 },
+                "networks": ["ssrf_proxy_network", "default"],
+                "volumes": ["./volumes/app/storage:/app/api/storage"],
+                "depends_on": {
+                    "db_mysql": {"condition": "service_healthy", "required": False},
+                    "db_postgres": {"condition": "service_healthy", "required": False},
+                    "init_permissions": {"condition": "service_completed_successfully"},
+                    "oceanbase": {"condition": "service_healthy", "required": False},
+                    "redis": {"condition": "service_started"},
+                    "seekdb": {"condition": "service_healthy", "required": False},
+                },
             },
             "worker": {
                 "environment": {
@@ -1776,8 +1786,29 @@ RELEASE = {
                     "SENTRY_PROFILES_SAMPLE_RATE": "${API_SENTRY_PROFILES_SAMPLE_RATE:-1.0}",
                     "SENTRY_TRACES_SAMPLE_RATE": "${API_SENTRY_TRACES_SAMPLE_RATE:-1.0}",
                 },
+                "networks": ["ssrf_proxy_network", "default"],
+                "volumes": ["./volumes/app/storage:/app/api/storage"],
+                "depends_on": {
+                    "db_mysql": {"condition": "service_healthy", "required": False},
+                    "db_postgres": {"condition": "service_healthy", "required": False},
+                    "init_permissions": {"condition": "service_completed_successfully"},
+                    "oceanbase": {"condition": "service_healthy", "required": False},
+                    "redis": {"condition": "service_started"},
+                    "seekdb": {"condition": "service_healthy", "required": False},
+                },
             },
-            "worker_beat": {"environment": {"MODE": "beat"}},
+            "worker_beat": {
+                "environment": {"MODE": "beat"},
+                "networks": ["ssrf_proxy_network", "default"],
+                "depends_on": {
+                    "db_mysql": {"condition": "service_healthy", "required": False},
+                    "db_postgres": {"condition": "service_healthy", "required": False},
+                    "init_permissions": {"condition": "service_completed_successfully"},
+                    "oceanbase": {"condition": "service_healthy", "required": False},
+                    "redis": {"condition": "service_started"},
+                    "seekdb": {"condition": "service_healthy", "required": False},
+                },
+            },
         },
         "names": [
             "ACCESS_TOKEN_EXPIRE_MINUTES",
@@ -2940,6 +2971,14 @@ RELEASE = {
                     "VOLCENGINE_TOS_REGION": "${PLUGIN_VOLCENGINE_TOS_REGION:-}",
                     "VOLCENGINE_TOS_SECRET_KEY": "${PLUGIN_VOLCENGINE_TOS_SECRET_KEY:-}",
                 },
+                "volumes": ["./volumes/plugin_daemon:/app/storage"],
+                "ports": ["${EXPOSE_PLUGIN_DEBUGGING_PORT:-5003}:${PLUGIN_DEBUGGING_PORT:-5003}"],
+                "depends_on": {
+                    "db_mysql": {"condition": "service_healthy", "required": False},
+                    "db_postgres": {"condition": "service_healthy", "required": False},
+                    "oceanbase": {"condition": "service_healthy", "required": False},
+                    "seekdb": {"condition": "service_healthy", "required": False},
+                },
             },
         },
         "entrypoint": {"src": "entrypoint.sh", "reads": {}},
@@ -3114,6 +3153,8 @@ RELEASE = {
                     "WORKER_TIMEOUT": "${SANDBOX_WORKER_TIMEOUT:-15}",
                 },
                 "healthcheck": ["CMD", "curl", "-f", "http://localhost:8194/health"],
+                "networks": ["ssrf_proxy_network"],
+                "volumes": ["./volumes/sandbox/dependencies:/dependencies", "./volumes/sandbox/conf:/conf"],
             },
         },
         "names": [
@@ -3139,5 +3180,10 @@ RELEASE = {
             "TZ",
             "WORKER_TIMEOUT",
         ],
+    },
+    "compose_networks": {
+        "milvus": {"driver": "bridge", "internal": False},
+        "opensearch-net": {"driver": "bridge", "internal": True},
+        "ssrf_proxy_network": {"driver": "bridge", "internal": True},
     },
 }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import base64
 import importlib.util
 import json
 import math
@@ -344,10 +345,40 @@ def compose_data(text):
         health = (svc.get("healthcheck") or {}).get("test")
         if health:
             entry["healthcheck"] = health if isinstance(health, list) else [health]
-        if svc.get("command"):
-            entry["command"] = svc["command"] if isinstance(svc["command"], list) else [svc["command"]]
+        for key in ("command", "entrypoint"):
+            if svc.get(key):
+                entry[key] = svc[key] if isinstance(svc[key], list) else [svc[key]]
+        for key in ("profiles", "networks", "volumes", "ports"):
+            if svc.get(key):
+                value = svc[key]
+                entry[key] = sorted(value) if isinstance(value, dict) else [
+                    v if isinstance(v, dict) else str(v) for v in value]
+        if svc.get("depends_on"):
+            deps = svc["depends_on"]
+            entry["depends_on"] = {k: (deps[k] or {}) if isinstance(deps, dict) else {} for k in sorted(deps)}
         services[name] = entry
     return images, services
+
+
+def compose_networks(text):
+    """{network: {"driver", "internal"}} of the compose file's top-level networks."""
+    import yaml
+    doc = yaml.safe_load(text)
+    out = {}
+    for name, spec in sorted((doc.get("networks") or {}).items()):
+        spec = spec or {}
+        out[name] = {"driver": spec.get("driver", "bridge"), "internal": bool(spec.get("internal", False))}
+    return out
+
+
+def env_example(text):
+    """{NAME: value} of a .env.example (the last assignment wins, as in Compose)."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line.strip())
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
 
 
 # ---------------------------------------------------------------- Python sources
@@ -1082,6 +1113,486 @@ def verify_go(envconfig_repo, envconfig_commit, tmpdir=None):
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- Dify Agent services (1.16 on)
+# agent_backend (image langgenius/dify-agent-backend, tree dify-agent/), local_sandbox
+# (langgenius/dify-agent-local-sandbox, tree dify-agent-runtime/) and agent_ssrf_proxy (squid with
+# upstream's agent config). A release without them has none of these keys.
+
+AGENT_TREE = "dify-agent"
+# The pydantic-settings class the agent backend builds from its environment: create_app() (uvicorn
+# dify_agent.server.app:app) calls ServerSettings(). ShellAdapterSettings is built from ServerSettings'
+# values (init arguments beat the environment), so only its model validator applies.
+AGENT_SETTINGS = ("dify-agent/src/dify_agent/server/settings.py", "ServerSettings")
+AGENT_SHELL_SETTINGS = ("dify-agent/src/dify_agent/adapters/shell/config.py", "ShellAdapterSettings")
+# Why the data is not read from an imported ServerSettings as DifyConfig's is: settings.py imports the
+# Agent Stub token codec, which needs jwcrypto (pinned by dify-agent/uv.lock, absent from the release
+# venv). The class body (fields, Field() constraints, model_config) is compiled on its own with the real
+# pydantic-settings, and its validators are read from the source (AGENT_VALIDATORS); the verification
+# then imports the real class with jwcrypto and httpx2 replaced by empty modules (verify_agent).
+
+# ServerSettings field validators (all mode "after", on the string pydantic accepted), by function name.
+AGENT_VALIDATORS = {
+    # strip; blank -> None; http(s) values must pass AnyHttpUrl, then parse_agent_stub_endpoint: scheme
+    # http/https/grpc, a host, no user info/query/fragment, http(s) path empty or /agent-stub, grpc an
+    # explicit port and no path
+    "normalize_agent_stub_api_base_url_value": {"strip": True, "blank": "none", "check": "agent_stub_url"},
+    # strip; blank -> None; parse_agent_stub_grpc_bind_address: host:port, explicit port, nothing else
+    "normalize_agent_stub_grpc_bind_address_value": {"strip": True, "blank": "none", "check": "grpc_bind_address"},
+    # strip; blank -> None; decode_server_secret_key: unpadded base64url text decoding to exactly 32 bytes
+    "validate_server_secret_key": {"strip": True, "blank": "none", "check": "base64url_32"},
+    # strip; empty raises; AnyHttpUrl; no '?' or '#' after rstrip('/')
+    "normalize_inner_api_url": {"strip": True, "check": "inner_api_url"},
+    # strip; blank -> None
+    "normalize_inner_api_key": {"strip": True, "blank": "none"},
+    # strip().rstrip('/'); empty raises (so "/" does too); must start with '/'
+    "normalize_shell_home_root": {"check": "absolute_path"},
+}
+# Values the server parses at start outside the validators: field -> (check, where).
+AGENT_RUNTIME_CHECKS = {
+    "shell_redact_patterns": ("json_list", "ServerSettings.get_shell_redact_patterns, called by create_app"),
+    # redis-py's from_url accepts redis://, rediss:// and unix:// only (no Sentinel); a bad port raises
+    "redis_url": ("redis_url", "redis.asyncio.Redis.from_url in create_app's lifespan (dify_agent/server/app.py)"),
+}
+# Model validators: "Class.function" -> the cross-field rules they apply (docs/CONTRACT.md, agent_backend).
+AGENT_MODEL_RULES = {
+    "ServerSettings.validate_agent_stub_requirements": [
+        {"if_set": "DIFY_AGENT_STUB_API_BASE_URL", "requires": "DIFY_AGENT_SERVER_SECRET_KEY"},
+        {"if_set": "DIFY_AGENT_STUB_GRPC_BIND_ADDRESS", "requires": "DIFY_AGENT_STUB_API_BASE_URL",
+         "requires_scheme": "grpc"},
+    ],
+    # build_shell_provider() skips it when the endpoint is None or ""; otherwise ShellAdapterSettings
+    # wants a non-blank http(s) URL with a host (urlparse)
+    "ShellAdapterSettings.validate_provider_fields": [
+        {"when": {"DIFY_AGENT_SHELL_PROVIDER": "shellctl"}, "if_nonempty": "DIFY_AGENT_SHELLCTL_ENTRYPOINT",
+         "check": "http_url_netloc"},
+        {"when": {"DIFY_AGENT_SHELL_PROVIDER": "enterprise"},
+         "if_nonempty": "DIFY_AGENT_ENTERPRISE_SANDBOX_GATEWAY_ENDPOINT", "check": "http_url_netloc"},
+    ],
+}
+AGENT_LIBRARY = {
+    "LANG": "glibc / Python locale", "LC_ALL": "glibc / Python locale", "TZ": "glibc time zone",
+    "PYTHONIOENCODING": "CPython", "PYTHONDONTWRITEBYTECODE": "CPython", "PYTHONUNBUFFERED": "CPython",
+    "HTTP_PROXY": "httpx trust_env", "HTTPS_PROXY": "httpx trust_env", "NO_PROXY": "httpx trust_env",
+    "ALL_PROXY": "httpx trust_env", "WEB_CONCURRENCY": "uvicorn --workers",
+}
+AGENT_PREFIXES = {
+    "LOGFIRE_": "logfire.configure() (dify-agent/src/dify_agent/server/observability.py) reads LOGFIRE_*",
+    "UVICORN_": "uvicorn's command line reads UVICORN_<OPTION> (the image's CMD passes --host and --port)",
+}
+
+# Every environment read of the local sandbox's Go code (dify-agent-runtime/), by name: how the value
+# is used. A read that is not listed here fails the extraction.
+LOCAL_SANDBOX_READS = {
+    "SHELLCTL_AUTH_TOKEN": {"parse": "str", "unset": "",
+                            "means": "bearer token for shellctl serve's /v1 API; empty: no authentication"},
+    "SHELLCTL_ENABLE_PATH_ISOLATION": {"parse": "eq_true", "unset": "true",
+                                       "means": "Landlock for jobs: unset is on, set it is on only for exactly 'true'"},
+    "SHELLCTL_LANDLOCK_RW_PATHS": {"parse": "path_list", "means": "set (even empty) replaces the default list"},
+    "SHELLCTL_LANDLOCK_RO_PATHS": {"parse": "path_list", "means": "set (even empty) replaces the default list"},
+    "SHELLCTL_LANDLOCK_RW_DEV_PATHS": {"parse": "path_list", "means": "set (even empty) replaces the default list"},
+    "XDG_DATA_HOME": {"parse": "str", "means": "non-empty: shellctl's state directory is $XDG_DATA_HOME/shellctl"},
+    "HOME": {"parse": "str", "means": "the job's home directory (runner)"},
+    "DIFY_AGENT_STUB_API_BASE_URL": {"parse": "trim", "means": "dify-agent CLI inside jobs (set per job)"},
+    "DIFY_AGENT_STUB_AUTH_JWE": {"parse": "trim", "means": "dify-agent CLI inside jobs (set per job)"},
+    "DIFY_AGENT_STUB_DRIVE_BASE": {"parse": "trim", "means": "dify-agent CLI inside jobs; empty: /mnt/drive"},
+}
+LOCAL_SANDBOX_LIBRARY = {"TZ": "Go time zone", "PATH": "exec.LookPath in the runner"}
+
+
+def _settings_class(text, class_name, rel):
+    """(class built from the fields and model_config only, field validators, model validators)."""
+    from typing import ClassVar, Literal, Optional
+
+    from pydantic import AnyHttpUrl, Field, HttpUrl, SecretStr
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    tree = ast.parse(text)
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name), None)
+    if cls is None:
+        fail("%s: class %s not found" % (rel, class_name))
+    consts = [n for n in tree.body if isinstance(n, ast.Assign)
+              and all(isinstance(t, ast.Name) and t.id.isupper() for t in n.targets)]
+    body = [n for n in cls.body if isinstance(n, ast.AnnAssign)]
+    field_validators, model_validators = {}, []
+    for node in cls.body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for dec in node.decorator_list:
+            kind = getattr(dec.func, "id", "") if isinstance(dec, ast.Call) else ""
+            if kind not in ("field_validator", "model_validator"):
+                continue
+            mode = next((k.value.value for k in dec.keywords if k.arg == "mode"), "after")
+            if kind == "model_validator":
+                model_validators.append("%s:%s.%s" % (mode, class_name, node.name))
+                continue
+            for arg in dec.args:
+                field_validators.setdefault(arg.value, []).append("%s:%s" % (mode, node.name))
+    new = ast.ClassDef(name=class_name, bases=[ast.Name("BaseSettings", ast.Load())], keywords=[], body=body,
+                       decorator_list=[], type_params=[])
+    module = ast.fix_missing_locations(ast.Module(body=consts + [new], type_ignores=[]))
+    namespace = {"ClassVar": ClassVar, "Literal": Literal, "Optional": Optional, "AnyHttpUrl": AnyHttpUrl,
+                 "HttpUrl": HttpUrl, "SecretStr": SecretStr, "Field": Field, "BaseSettings": BaseSettings,
+                 "SettingsConfigDict": SettingsConfigDict}
+    exec(compile(module, rel, "exec", dont_inherit=True), namespace)  # pylint: disable=exec-used
+    return namespace[class_name], field_validators, sorted(model_validators)
+
+
+def agent_backend_data(repo, commit, compose, images, tmp):
+    from pydantic_settings import EnvSettingsSource
+
+    rel, class_name = AGENT_SETTINGS
+    cls, field_validators, model_validators = _settings_class(show(repo, commit, rel), class_name, rel)
+    shell_rel, shell_name = AGENT_SHELL_SETTINGS
+    _shell_cls, _shell_fields, shell_models = _settings_class(show(repo, commit, shell_rel), shell_name, shell_rel)
+    source = EnvSettingsSource(cls)
+    settings = {}
+    for fname, field in cls.model_fields.items():
+        envs = [info[1].upper() for info in source._extract_field_info(field, fname)]  # pylint: disable=protected-access
+        spec = {"type": type_node(field.annotation, list(field.metadata)), "default": jsonable(field.default)}
+        if len(envs) > 1:
+            spec["env"] = envs
+        spec["field"] = fname
+        spec["src"] = rel
+        if field_validators.get(fname):
+            spec["validators"] = field_validators[fname]
+            for entry in field_validators[fname]:
+                func = entry.split(":", 1)[1]
+                if func not in AGENT_VALIDATORS:
+                    fail("%s.%s: field validator %s has no modelled semantics (read it, add it to AGENT_VALIDATORS)"
+                         % (class_name, fname, func))
+                spec.update(AGENT_VALIDATORS[func])
+        if fname in AGENT_RUNTIME_CHECKS:
+            spec["check"] = AGENT_RUNTIME_CHECKS[fname][0]
+        settings[envs[0]] = spec
+    rules = []
+    for entry in model_validators + shell_models:
+        key = entry.split(":", 1)[1]
+        if key not in AGENT_MODEL_RULES:
+            fail("model validator %s has no modelled rules (read it, add it to AGENT_MODEL_RULES)" % key)
+        src = rel if key.startswith(class_name + ".") else shell_rel
+        rules.extend(dict(rule, src="%s:%s" % (src, key)) for rule in AGENT_MODEL_RULES[key])
+    for rule in rules:
+        for name in [rule.get("if_set"), rule.get("requires"), rule.get("if_nonempty")] + list(rule.get("when", {})):
+            if name and name not in settings:
+                fail("AGENT_MODEL_RULES names %s, which %s does not read" % (name, class_name))
+    archive(repo, commit, [AGENT_TREE + "/src"], tmp)
+    reads, dynamic, _prefixes = scan_python_reads(os.path.join(tmp, AGENT_TREE, "src"), AGENT_TREE + "/src/")
+    dockerfile = show(repo, commit, AGENT_TREE + "/Dockerfile")
+    lock = show(repo, commit, AGENT_TREE + "/uv.lock")
+    example = env_example(show(repo, commit, "docker/.env.example"))
+    data = {
+        "src": rel,
+        "settings_class": class_name,
+        "env_prefix": cls.model_config.get("env_prefix", ""),
+        "env_file": list(cls.model_config.get("env_file") or []),
+        "pins": lock_pins(lock, ("pydantic", "pydantic-settings")),
+        "settings": {k: settings[k] for k in sorted(settings)},
+        "model_validators": model_validators + shell_models,
+        "rules": rules,
+        "runtime_checks": {k: v[1] for k, v in sorted(AGENT_RUNTIME_CHECKS.items())},
+        "reads": {k: reads[k] for k in sorted(reads)},
+        "dynamic_reads": dynamic,
+        "image": images.get("agent_backend", ""),
+        "image_env": dockerfile_env(dockerfile),
+        "dockerfile": dict(dockerfile_runtime(dockerfile), src=AGENT_TREE + "/Dockerfile"),
+        "library": dict(sorted(AGENT_LIBRARY.items())),
+        "prefixes": dict(sorted(AGENT_PREFIXES.items())),
+        "compose": {"agent_backend": compose["agent_backend"]},
+    }
+    names = set(data["settings"]) | set(data["reads"]) | set(data["image_env"]) | set(data["library"])
+    for spec in settings.values():
+        names.update(spec.get("env", []))
+    data["names"] = sorted(n for n in names if re.match(r"^[A-Z_][A-Z0-9_]*$", n))
+    data["env_example"] = _example_for(example, data["names"], compose["agent_backend"])
+    return data
+
+
+def _example_for(example, names, compose_entry):
+    """.env.example values of the names a family reads or its compose entry interpolates."""
+    wanted = set(names)
+    for value in (compose_entry.get("environment") or {}).values():
+        wanted.update(m[2] for m in _shell_expansions(value))
+    return {k: example[k] for k in sorted(example) if k in wanted}
+
+
+# Imports the real ServerSettings may not find in the release venv, replaced by empty modules when it is
+# imported for the verification: jwcrypto is used by the Agent Stub token codec only, never by the settings'
+# validation (decode_server_secret_key is base64 and re); httpx2 is the shell providers' HTTP client, which
+# build_shell_provider() constructs without connecting. Any other missing import fails the verification.
+AGENT_STUBBED_IMPORTS = ("jwcrypto", "httpx2")
+
+
+def _agent_corpus():
+    out = list(CORPUS) + ["/", "/home/", "home", "  /srv/x/ ", '["a", 1]', '"a"', "[oops", "shellctl", "enterprise",
+                          "docker", "http://h/agent-stub", "http://h:5050", "https://h/agent-stub/", "http://h/x",
+                          "http://u:p@h/agent-stub", "http://h/agent-stub?a=1", "grpc://h:7000", "grpc://h",
+                          "grpc://h:7000/x", "grpc://[::1]:7000", "0.0.0.0:7000", "h", "[::]:7000", "h:0", "h:x",
+                          "redis://h:6379/2"]
+    for size in (16, 31, 32, 33):
+        raw = bytes(range(7, 7 + size))
+        out.append(base64.urlsafe_b64encode(raw).rstrip(b"=").decode())
+        out.append(base64.urlsafe_b64encode(raw).decode())
+        out.append(base64.b64encode(bytes([0xfb, 0xff] * (size // 2))).rstrip(b"=").decode())
+    return out
+
+
+# Multi-variable environments for the cross-field rules (names without the DIFY_AGENT_ prefix).
+AGENT_RULE_CASES = [
+    {"STUB_API_BASE_URL": "http://h:5050/agent-stub"},
+    {"STUB_API_BASE_URL": "http://h:5050/agent-stub", "SERVER_SECRET_KEY": "%(key)s"},
+    {"STUB_API_BASE_URL": "grpc://h:7000", "SERVER_SECRET_KEY": "%(key)s", "STUB_GRPC_BIND_ADDRESS": "0.0.0.0:7000"},
+    {"STUB_API_BASE_URL": "http://h:5050", "SERVER_SECRET_KEY": "%(key)s", "STUB_GRPC_BIND_ADDRESS": "0.0.0.0:7000"},
+    {"STUB_GRPC_BIND_ADDRESS": "0.0.0.0:7000"},
+    {"STUB_API_BASE_URL": " ", "STUB_GRPC_BIND_ADDRESS": " "},
+    {"SHELL_PROVIDER": "enterprise", "SHELLCTL_ENTRYPOINT": "x"},
+    {"SHELL_PROVIDER": "enterprise", "ENTERPRISE_SANDBOX_GATEWAY_ENDPOINT": "gw"},
+    {"SHELL_PROVIDER": "enterprise", "ENTERPRISE_SANDBOX_GATEWAY_ENDPOINT": "https://gw"},
+    {"SHELL_PROVIDER": "shellctl", "SHELLCTL_ENTRYPOINT": "local_sandbox:5004"},
+    {"SHELL_PROVIDER": "shellctl", "SHELLCTL_ENTRYPOINT": "http://local_sandbox:5004"},
+    {"AGENT_STUB_API_BASE_URL": "http://h/agent-stub", "SERVER_SECRET_KEY": "%(key)s"},
+    {"STUB_API_BASE_URL": "http://h/agent-stub", "AGENT_STUB_API_BASE_URL": "ftp://h", "SERVER_SECRET_KEY": "%(key)s"},
+]
+
+
+def verify_agent(src_dir, data_path):
+    """Runs in a child process: the real ServerSettings (its validators, its model validators, then what
+    create_app parses) against dify_schema.validate_env, value by value; JSON on stdout."""
+    import importlib.abc
+    import importlib.machinery
+    import types
+
+    class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path, target=None):  # pylint: disable=unused-argument
+            if name.split(".")[0] not in AGENT_STUBBED_IMPORTS:
+                return None
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+
+        def create_module(self, spec):
+            class _Stub(types.ModuleType):
+                def __getattr__(self, attr):
+                    if attr.startswith("__"):
+                        raise AttributeError(attr)
+                    return type(attr, (Exception,), {})
+            module = _Stub(spec.name)
+            module.__path__ = []
+            return module
+
+        def exec_module(self, module):
+            pass
+
+    sys.meta_path.insert(0, _Finder())
+    sys.path.insert(0, src_dir)
+    from pydantic_settings import EnvSettingsSource
+
+    from dify_agent.server.settings import ServerSettings
+
+    schema = _load(SCHEMA_PATH, "dify_schema")
+    release = _load(data_path, "release_data").RELEASE
+    data = release["agent_backend"]
+    problems = []
+    # the static extraction is the real class: names, types, defaults
+    source = EnvSettingsSource(ServerSettings)
+    real_names = {}
+    for fname, field in ServerSettings.model_fields.items():
+        envs = [i[1].upper() for i in source._extract_field_info(field, fname)]  # pylint: disable=protected-access
+        real_names[envs[0]] = fname
+        spec = data["settings"].get(envs[0])
+        if spec is None or spec["field"] != fname or (spec.get("env") or [envs[0]]) != envs \
+                or spec["type"] != type_node(field.annotation, list(field.metadata)) \
+                or spec["default"] != jsonable(field.default):
+            problems.append("%s: the data differs from the imported ServerSettings" % fname)
+    if sorted(real_names) != sorted(data["settings"]):
+        problems.append("settings: %s vs %s" % (sorted(real_names), sorted(data["settings"])))
+
+    def real_accepts(env):
+        for key in [k for k in os.environ if k.upper().startswith("DIFY_AGENT_")]:
+            del os.environ[key]
+        os.environ.update(env)
+        try:
+            settings = ServerSettings(_env_file=None)
+            settings.get_shell_redact_patterns()
+            settings.build_shell_provider()
+            return True
+        except Exception:  # pylint: disable=broad-except
+            return False
+
+    def mine_accepts(env):
+        errors = schema.validate_env(release, "agent_backend", env)
+        return not errors
+
+    cases = []
+    for name, spec in sorted(data["settings"].items()):
+        if spec.get("check") == "redis_url":
+            continue  # redis-py is not in the release venv; its from_url runs in the lifespan
+        for env_name in spec.get("env") or [name]:
+            cases.extend({env_name: value} for value in _agent_corpus())
+    key = base64.urlsafe_b64encode(bytes(range(32))).rstrip(b"=").decode()
+    for case in AGENT_RULE_CASES:
+        cases.append({"DIFY_AGENT_" + k: v % {"key": key} for k, v in case.items()})
+    refused = 0
+    for env in cases:
+        real, mine = real_accepts(env), mine_accepts(env)
+        refused += not real
+        if real != mine:
+            shown = {k: (v if "SECRET" not in k else "<%d chars>" % len(v)) for k, v in env.items()}
+            problems.append("%r: ServerSettings %s, dify_schema %s" % (
+                shown, "accepts" if real else "refuses", "accepts" if mine else "refuses"))
+    json.dump({"checked": len(cases), "refused": refused, "problems": problems}, sys.stdout)
+
+
+def _verify_agent(src_dir, data_path):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8", "HOME": src_dir}
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--verify-agent", src_dir, data_path],
+                          cwd=src_dir, env=env, capture_output=True, check=False)
+    if proc.returncode != 0:
+        fail("--verify-agent failed:\n%s" % proc.stderr.decode(errors="replace")[-4000:])
+    result = json.loads(proc.stdout)
+    if result["problems"]:
+        for p in result["problems"][:50]:
+            print("  MISMATCH " + p)
+        fail("%d mismatches between dify_schema and the agent backend's ServerSettings" % len(result["problems"]))
+    print("verified %d agent backend environments against the real ServerSettings (%d refused by both)"
+          % (result["checked"], result["refused"]))
+
+
+def dockerfile_runtime(text):
+    """EXPOSE, USER, WORKDIR and CMD/ENTRYPOINT (exec form) of a Dockerfile's final stage."""
+    text = re.sub(r"\\\n", " ", _strip_comments(text))
+    out = {}
+    for raw in text.splitlines():
+        word, _sep, rest = raw.strip().partition(" ")
+        word = word.upper()
+        if word == "FROM":
+            out = {}
+        elif word == "EXPOSE":
+            out.setdefault("expose", []).extend(int(p.split("/")[0]) for p in rest.split())
+        elif word in ("USER", "WORKDIR"):
+            out[word.lower()] = rest.strip()
+        elif word in ("CMD", "ENTRYPOINT"):
+            out[word.lower()] = json.loads(rest) if rest.strip().startswith("[") else ["/bin/sh", "-c", rest.strip()]
+    return {k: out[k] for k in sorted(out)}
+
+
+def _go_constants(repo, commit, root):
+    """{Name: "value"} of the string constants of a Go tree (aliases like A = pkg.B resolved)."""
+    raw = {}
+    for path in ls_files(repo, commit, root):
+        if not path.endswith(".go") or path.endswith("_test.go"):
+            continue
+        for m in re.finditer(r'^\s*(\w+)\s*=\s*("[^"]*"|\w+\.\w+|\w+)\s*(?://.*)?$', show(repo, commit, path), re.M):
+            raw.setdefault(m.group(1), set()).add(m.group(2))
+    out = {}
+    for name, values in raw.items():
+        value = next(iter(values)) if len(values) == 1 else None
+        for _hop in range(5):
+            if value is None or value.startswith('"'):
+                break
+            target = raw.get(value.rsplit(".", 1)[-1])
+            value = next(iter(target)) if target and len(target) == 1 else None
+        if value and value.startswith('"'):
+            out[name] = value[1:-1]
+    return out
+
+
+def local_sandbox_data(repo, commit, compose, images):
+    root = "dify-agent-runtime"
+    consts = _go_constants(repo, commit, root)
+    reads = {}
+    for path in ls_files(repo, commit, root):
+        if not path.endswith(".go") or path.endswith("_test.go"):
+            continue
+        for i, line in enumerate(show(repo, commit, path).splitlines()):
+            for how, arg in re.findall(r"os\.(Getenv|LookupEnv)\(([^()]*)\)", line):
+                arg = arg.strip()
+                name = arg[1:-1] if arg.startswith('"') else consts.get(arg.rsplit(".", 1)[-1])
+                if not name:
+                    fail("%s:%d: cannot resolve the environment name %s" % (path, i + 1, arg))
+                if name not in LOCAL_SANDBOX_READS:
+                    fail("%s:%d: local sandbox reads %s, which LOCAL_SANDBOX_READS does not describe"
+                         % (path, i + 1, name))
+                reads.setdefault(name, []).append({"src": "%s:%d" % (path, i + 1), "how": how})
+    config = show(repo, commit, root + "/internal/landlock/config.go")
+    defaults = {}
+    for var, name in (("DefaultRWPaths", "SHELLCTL_LANDLOCK_RW_PATHS"), ("DefaultROPaths", "SHELLCTL_LANDLOCK_RO_PATHS"),
+                      ("DefaultRWDevPaths", "SHELLCTL_LANDLOCK_RW_DEV_PATHS")):
+        m = re.search(r"%s = \[\]string\{(.*?)\}" % var, config, re.S)
+        if not m:
+            fail("landlock config: %s not found" % var)
+        defaults[name] = re.findall(r'"([^"]*)"', m.group(1))
+    described = {}
+    for name in sorted(reads):
+        entry = dict(LOCAL_SANDBOX_READS[name], reads=reads[name])
+        if name in defaults:
+            entry["default"] = defaults[name]
+        described[name] = entry
+    dockerfile = show(repo, commit, root + "/docker/Dockerfile")
+    api = show(repo, commit, root + "/internal/server/api.go")
+    health = re.search(r'HandleFunc\("GET (/\w+)", handleHealthz\)', api)
+    open_routes = re.findall(r'HandleFunc\("([A-Z]+ [^"]+)", (?!auth\()', api)
+    data = {
+        "src": root,
+        "reads": described,
+        "image": images.get("local_sandbox", ""),
+        "image_env": dockerfile_env(dockerfile),
+        "dockerfile": dict(dockerfile_runtime(dockerfile), src=root + "/docker/Dockerfile"),
+        "server": {"src": root + "/internal/server", "listen_default": consts.get("DefaultListen", ""),
+                   "health": health.group(1) if health else "", "unauthenticated": open_routes},
+        "library": dict(sorted(LOCAL_SANDBOX_LIBRARY.items())),
+        "compose": {"local_sandbox": compose["local_sandbox"]},
+    }
+    names = set(described) | set(data["image_env"]) | set(data["library"])
+    data["names"] = sorted(names)
+    return data
+
+
+def _squid_lines(text):
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            yield line.split()
+
+
+def agent_ssrf_proxy_data(repo, commit, compose, images):
+    entry = compose["agent_ssrf_proxy"]
+    mounts = {}
+    for volume in entry.get("volumes", []):
+        host, _sep, target = str(volume).partition(":")
+        mounts[target.split(":")[0]] = "docker/" + os.path.normpath(host)
+    template = mounts.get("/etc/squid/squid.conf.template")
+    if not template:
+        fail("agent_ssrf_proxy mounts no /etc/squid/squid.conf.template")
+    texts = {path: show(repo, commit, path) for path in sorted(mounts.values()) if path.endswith(".template")}
+    acls = {}
+    for path, text in texts.items():
+        for words in _squid_lines(text):
+            if words[0] == "acl" and len(words) >= 3:
+                acls.setdefault(words[1], {"kind": words[2], "values": [], "src": path})["values"].extend(words[3:])
+    access, ports, includes = [], [], []
+    for words in _squid_lines(texts[template]):
+        if words[0] == "http_access":
+            access.append(words[1:])
+        elif words[0] == "http_port":
+            ports.append(" ".join(words[1:]))
+        elif words[0] == "include":
+            includes.append(words[1])
+    used = sorted({w.lstrip("!") for rule in access for w in rule[1:]} - {"all"})
+    missing = [a for a in used if a not in acls]
+    if missing:
+        fail("agent squid config uses undefined ACLs %s" % missing)
+    template_vars = sorted({m[2] for text in texts.values() for m in _shell_expansions(text)})
+    entrypoint = next((p for p in mounts.values() if p.endswith(".sh")), "")
+    data = {
+        "image": images.get("agent_ssrf_proxy", ""),
+        "mounts": {k: mounts[k] for k in sorted(mounts)},
+        "squid": {"src": template, "http_port": ports, "include": includes, "http_access": access,
+                  "acls": {a: acls[a] for a in used}},
+        "entrypoint": {"src": entrypoint, "expands": template_vars},
+        "compose": {"agent_ssrf_proxy": entry},
+        "names": template_vars,
+    }
+    return data
+
+
 # ---------------------------------------------------------------- assembling a release
 
 def extract(args):
@@ -1193,6 +1704,14 @@ def extract(args):
             set(sandbox["library"])
         sandbox["names"] = sorted(n for n in snames if re.match(r"^[A-Z_][A-Z0-9_]*$", n))
 
+        agent = {}
+        if "agent_backend" in compose and exists(dify, commit, AGENT_SETTINGS[0]):
+            agent["agent_backend"] = agent_backend_data(dify, commit, compose, images, tmp)
+        if "local_sandbox" in compose and exists(dify, commit, "dify-agent-runtime"):
+            agent["local_sandbox"] = local_sandbox_data(dify, commit, compose, images)
+        if "agent_ssrf_proxy" in compose:
+            agent["agent_ssrf_proxy"] = agent_ssrf_proxy_data(dify, commit, compose, images)
+
         release = {
             "format": FORMAT,
             "release": args.release,
@@ -1211,6 +1730,8 @@ def extract(args):
             "plugin_daemon": daemon,
             "sandbox": sandbox,
         }
+        release.update(agent)
+        release["compose_networks"] = compose_networks(compose_text)
         if args.expect_fields is not None and api["field_count"] != args.expect_fields:
             fail("DifyConfig has %d fields, expected %d" % (api["field_count"], args.expect_fields))
         text = render_module(release)
@@ -1225,6 +1746,8 @@ def extract(args):
                     print("  MISMATCH " + p)
                 fail("%d mismatches between dify_schema / the rebuilt model and the real DifyConfig"
                      % len(result["problems"]))
+        if not args.no_verify and "agent_backend" in release:
+            _verify_agent(os.path.join(tmp, AGENT_TREE, "src"), os.path.abspath(args.output))
         if args.verify_go:
             checked, mismatches = verify_go(args.envconfig, envconfig["commit"], args.tmpdir)
             print("verified %d (Go type, value) pairs against envconfig %s and strconv" % (checked, envconfig["ref"]))
@@ -1266,6 +1789,12 @@ def summary(release, output):
         print("  sandbox %s: %s" % (name, "; ".join(shown)))
     for d in api["dynamic_reads"]:
         print("  api dynamic read %s: %s" % (d["src"], d["expr"]))
+    for fam in ("agent_backend", "local_sandbox", "agent_ssrf_proxy"):
+        if fam not in release:
+            print("  %s: not in this release" % fam)
+            continue
+        print("  %s names %d%s" % (fam, len(release[fam]["names"]), "".join(
+            ", %s %d" % (k, len(release[fam][k])) for k in ("settings", "reads", "rules") if k in release[fam])))
 
 
 # ---------------------------------------------------------------- output module
@@ -1316,8 +1845,8 @@ def _fmt(value, indent, prefix, suffix):
     return [one]
 
 
-_FIELD_ORDER = ("type", "default", "default_expr", "env", "src", "validators", "blank", "strip", "reject_substring",
-                "check")
+_FIELD_ORDER = ("type", "default", "default_expr", "env", "field", "src", "validators", "blank", "strip",
+                "reject_substring", "check")
 
 
 def _order(value):
@@ -1367,6 +1896,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--dump-config":
         dump_config(argv[1])
+        return 0
+    if argv and argv[0] == "--verify-agent":
+        verify_agent(argv[1], argv[2])
         return 0
     if argv and argv[0] == "--verify-config":
         verify_config(argv[1], argv[2])
