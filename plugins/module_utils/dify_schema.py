@@ -14,7 +14,14 @@ environment:
 * plugin_daemon: kelseyhightower/envconfig, then the daemon's SetDefault()
   and its ``validate`` tags;
 * sandbox: its Go ``os.Getenv`` parsing;
-* web: names only (every value is a string).
+* web: names only (every value is a string);
+* agent_backend (1.16 on): pydantic-settings (``ServerSettings``, prefix
+  ``DIFY_AGENT_``), its field validators and its cross-field rules;
+* local_sandbox, agent_ssrf_proxy (1.16 on): names only (every value is a
+  string that is never refused).
+
+A family a release does not have (the agent services before 1.16) is "not in
+this release": ``has_family`` is false and ``validate_env`` says so.
 
 ``pydantic_model(release)`` rebuilds a pydantic-settings model from the
 data; it imports pydantic lazily and is meant for tests and the probe, never
@@ -23,12 +30,14 @@ for a module on a target host.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import math
 import re
 
-FAMILIES = ("api", "web", "plugin_daemon", "sandbox")
+FAMILIES = ("api", "web", "plugin_daemon", "sandbox", "agent_backend", "local_sandbox", "agent_ssrf_proxy")
 NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 # Unicode White_Space, which pydantic-core's (Rust) trim() removes. Python's
@@ -189,7 +198,7 @@ def _check_host(host):
     return None
 
 
-def _check_http_url(value):
+def _check_http_url(value, max_length=2083):
     text = value.strip("".join(chr(c) for c in range(0x21)))
     text = re.sub(r"[\t\n\r]", "", text)
     m = re.match(r"\A([A-Za-z][A-Za-z0-9+.\-]*):(.*)\Z", text, re.S)
@@ -213,8 +222,8 @@ def _check_http_url(value):
     problem = _check_host(host)
     if problem:
         return problem
-    if len(text) > 2083:
-        return "is longer than 2083 characters"
+    if max_length and len(text) > max_length:
+        return "is longer than %d characters" % max_length
     return None
 
 
@@ -332,8 +341,143 @@ def _check_http_base_url(value):
     return None
 
 
+_B64URL_RE = re.compile(r"\A[A-Za-z0-9_-]+\Z")
+
+
+def _check_base64url_32(value):
+    # dify_agent.agent_stub.server.tokens.agent_stub.decode_server_secret_key
+    text = value.strip()
+    if not text or not _B64URL_RE.match(text):
+        return "must be valid unpadded base64url text"
+    try:
+        decoded = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        return "must be valid unpadded base64url text"
+    if len(decoded) != 32:
+        return "must decode to exactly 32 bytes (it decodes to %d)" % len(decoded)
+    return None
+
+
+def _check_agent_stub_endpoint(text):
+    # dify_agent.agent_stub.protocol.agent_stub.parse_agent_stub_endpoint
+    from urllib.parse import urlsplit
+    text = text.strip()
+    if not text:
+        return "must not be empty"
+    try:
+        parsed = urlsplit(text)
+        if parsed.scheme not in ("http", "https", "grpc"):
+            return "must use http, https, or grpc"
+        if not parsed.netloc:
+            return "must include a host"
+        if parsed.username is not None or parsed.password is not None:
+            return "must not include user info"
+        if parsed.query or parsed.fragment:
+            return "must not include a query string or fragment"
+        if parsed.hostname is None:
+            return "must include a host"
+        if parsed.scheme == "grpc":
+            if parsed.path not in ("", "/"):
+                return "must not include a path (gRPC)"
+            if parsed.port is None:
+                return "must include an explicit port (gRPC)"
+            return None
+    except ValueError as exc:
+        return "is not a valid URL (%s)" % exc
+    if parsed.path.rstrip("/") not in ("", "/", "/agent-stub"):
+        return "path must be empty or /agent-stub"
+    return None
+
+
+def _check_agent_stub_url(value):
+    # ServerSettings.normalize_agent_stub_api_base_url_value: http(s) values are AnyHttpUrl first
+    text = value.strip()
+    if text.startswith(("http://", "https://")):
+        problem = _check_http_url(text, max_length=0)
+        if problem:
+            return problem
+    return _check_agent_stub_endpoint(text)
+
+
+def _check_grpc_bind_address(value):
+    # dify_agent.agent_stub.server.grpc_bind.parse_agent_stub_grpc_bind_address
+    from urllib.parse import urlsplit
+    text = value.strip()
+    if not text:
+        return "must not be empty"
+    try:
+        parsed = urlsplit("grpc://" + text)
+        if not parsed.netloc or parsed.hostname is None:
+            return "must include a host"
+        if parsed.username is not None or parsed.password is not None:
+            return "must not include user info"
+        if parsed.port is None:
+            return "must include an explicit port"
+    except ValueError as exc:
+        return "is not a valid host:port (%s)" % exc
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
+        return "must be in host:port form"
+    return None
+
+
+def _check_inner_api_url(value):
+    # ServerSettings.normalize_inner_api_url
+    text = value.strip()
+    if not text:
+        return "must not be empty"
+    problem = _check_http_url(text, max_length=0)
+    if problem:
+        return problem
+    if "?" in text or "#" in text:
+        return "must not include a query string or fragment"
+    return None
+
+
+def _check_absolute_path(value):
+    # ServerSettings.normalize_shell_home_root: strip().rstrip("/"), so "/" is empty too
+    text = value.strip().rstrip("/")
+    if not text:
+        return "must not be empty (\"/\" is, once its trailing slash is removed)"
+    if not text.startswith("/"):
+        return "must be an absolute path"
+    return None
+
+
+def _check_json_list(value):
+    # ServerSettings.get_shell_redact_patterns, called when the app is built
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return "is not valid JSON"
+    if not isinstance(parsed, list):
+        return "must be a JSON array of strings"
+    return None
+
+
+def _check_redis_url(value):
+    # redis-py Redis.from_url (the agent backend's lifespan): redis://, rediss:// or unix://, a valid port
+    from urllib.parse import urlparse
+    try:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("redis", "rediss", "unix"):
+            return "must be a redis://, rediss:// or unix:// URL (redis-py from_url; no Sentinel)"
+        parsed.port
+    except ValueError:
+        return "has an invalid port"
+    return None
+
+
+_CHECKS = {"http_base_url": _check_http_base_url, "redis_url": _check_redis_url, "base64url_32": _check_base64url_32,
+           "agent_stub_url": _check_agent_stub_url, "grpc_bind_address": _check_grpc_bind_address,
+           "inner_api_url": _check_inner_api_url, "absolute_path": _check_absolute_path,
+           "json_list": _check_json_list}
+
+
 def check_setting(spec, value):
-    """A DifyConfig field spec (type plus its modelled validators) against an env string."""
+    """A pydantic-settings field spec (type plus its modelled validators) against an env string."""
     if spec.get("strip"):
         value = value.strip()
     if spec.get("reject_substring") and spec["reject_substring"] in value.strip():
@@ -341,8 +485,8 @@ def check_setting(spec, value):
     if spec.get("blank") == "none" and value.strip() == "":
         return None if _is_optional(spec["type"]) else "is blank, which Dify takes as None, and None is not allowed"
     problem = check_pydantic(spec["type"], value)
-    if problem is None and spec.get("check") == "http_base_url":
-        problem = _check_http_base_url(value)
+    if problem is None and spec.get("check"):
+        problem = _CHECKS[spec["check"]](value)
     return problem
 
 
@@ -534,8 +678,14 @@ def _go_zero(go_type, value):
 
 # ---------------------------------------------------------------- families
 
+def has_family(release, family):
+    """Whether the release ships the family (the agent services exist from 1.16 on)."""
+    return family in release
+
+
 def known_names(release, family):
-    return frozenset(release[family]["names"])
+    """Every name the family's image reads; empty when the release does not have the family."""
+    return frozenset(release[family]["names"]) if family in release else frozenset()
 
 
 def has_file(release, path):
@@ -546,7 +696,16 @@ def _prefix_ok(release, family, name):
     return any(name.startswith(p) for p in release[family].get("prefixes", {}))
 
 
+# Names whose values are never shown in a message (the same shapes as dify_contract.SECRET_NAME),
+# and URLs carrying a password.
+_SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|CREDENTIAL|CONNECTION_STRING|_DSN$|BROKER_URL|REDIS_URL$|"
+                          r"(^|_)KEY$|ACCESS_KEY|API_KEY|JWE)")
+_URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]+@", re.IGNORECASE)
+
+
 def _fmt(name, value):
+    if _SECRET_NAME.search(name.upper()) or _URL_CREDENTIALS.search(value):
+        return "%s=<%d characters, not shown>" % (name, len(value))
     shown = value if len(value) <= 60 else value[:57] + "..."
     return "%s=%r" % (name, shown)
 
@@ -665,10 +824,63 @@ def _validate_sandbox(release, env):
     return errors
 
 
+def _agent_value(spec, name, env):
+    """The value ServerSettings ends up with: the first env name set, else the default; after strip/blank."""
+    for key in spec.get("env") or [name]:
+        if key in env:
+            value = env[key]
+            if spec.get("strip"):
+                value = value.strip()
+            if spec.get("blank") == "none" and value.strip() == "":
+                return None
+            return value
+    return spec.get("default")
+
+
+def _validate_agent_backend(release, env):
+    from urllib.parse import urlparse, urlsplit
+    agent = release["agent_backend"]
+    errors = []
+    seen = set()
+    for name, spec in sorted(agent["settings"].items()):
+        for key in spec.get("env") or [name]:
+            if key in env and name not in seen:
+                seen.add(name)
+                problem = check_setting(spec, env[key])
+                if problem:
+                    errors.append("%s %s: Dify %s's agent backend (%s.%s, %s) does not start"
+                                  % (_fmt(key, env[key]), problem, release["release"], agent["settings_class"],
+                                     spec["field"], spec["src"]))
+    if errors:
+        return errors
+    settings = agent["settings"]
+    values = {name: _agent_value(spec, name, env) for name, spec in settings.items()}
+    for rule in agent.get("rules", []):
+        if any(values.get(k) != v for k, v in rule.get("when", {}).items()):
+            continue
+        if rule.get("if_set") and values.get(rule["if_set"]) is not None:
+            required = values.get(rule["requires"])
+            if required is None:
+                errors.append("%s is required when %s is set (%s)" % (rule["requires"], rule["if_set"], rule["src"]))
+            elif rule.get("requires_scheme") and urlsplit(required).scheme != rule["requires_scheme"]:
+                errors.append("%s needs a %s:// %s (%s)" % (rule["if_set"], rule["requires_scheme"], rule["requires"],
+                                                            rule["src"]))
+        if rule.get("if_nonempty") and values.get(rule["if_nonempty"]) not in (None, ""):
+            value = values[rule["if_nonempty"]]
+            parsed = urlparse(value.strip())
+            if not value.strip() or parsed.scheme not in ("http", "https") or not parsed.netloc:
+                errors.append("%s must be an http(s) URL with a host when %s (%s)"
+                              % (_fmt(rule["if_nonempty"], value),
+                                 " and ".join("%s=%s" % kv for kv in sorted(rule["when"].items())), rule["src"]))
+    return errors
+
+
 def validate_env(release, family, env, allow_unknown=()):
     """Everything in ``env`` (name -> string) that the family's image would not read or not parse."""
     if family not in FAMILIES:
         raise ValueError("family %r is not one of %s" % (family, ", ".join(FAMILIES)))
+    if not has_family(release, family):
+        return ["Dify %s has no %s (not in this release)" % (release["release"], family)]
     errors = []
     known = known_names(release, family)
     allowed = frozenset(allow_unknown)
@@ -683,6 +895,8 @@ def validate_env(release, family, env, allow_unknown=()):
         errors.extend(_validate_daemon(release, env))
     elif family == "sandbox":
         errors.extend(_validate_sandbox(release, env))
+    elif family == "agent_backend":
+        errors.extend(_validate_agent_backend(release, env))
     return errors
 
 
