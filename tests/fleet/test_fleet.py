@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import ADDRESSES, GROUPS, lab_host
+from conftest import ADDRESSES, GROUPS, TOP, lab_host
 
 EDGE = GROUPS["dify_edge"][0]
 SERVER_NAME = "dify.lab.test"
@@ -250,6 +250,34 @@ def test_every_dify_container_runs_the_upgraded_image():
     for host, svc in SERVICES:
         image = lab_host(host).check_output("docker inspect -f '{{.Config.Image}}' dify-%s" % svc).strip()
         assert image == want, (host, svc, image)
+
+
+@pytest.mark.skipif(not os.environ.get("FLEET_EXPECT_IMAGE"), reason="only after the upgrade step")
+def test_the_upgrade_backed_up_postgresql_before_recreating_any_container():
+    # scripts/test-fleet.sh writes the upgrade's vars file just before it runs upgrade.yml.
+    upgrade_started = os.path.getmtime(os.path.join(TOP, "build", "fleet", "upgrade-vars.yml"))
+    primary = GROUPS["dify_postgres"][0]
+    info = json.loads(lab_host(primary).check_output(
+        "runuser -u postgres -- pgbackrest --stanza=dify --output=json info"))
+    backups = [b for b in info[0]["backup"] if b["timestamp"]["start"] >= int(upgrade_started)]
+    assert backups, "no pgBackRest backup started after the upgrade began (%d): %s" % (
+        upgrade_started, [(b["label"], b["timestamp"]) for b in info[0]["backup"]])
+    backed_up = min(b["timestamp"]["stop"] for b in backups)
+    for host in GROUPS["dify_api"]:
+        created = int(lab_host(host).check_output(
+            "date -d \"$(docker inspect -f '{{.Created}}' dify-api)\" +%s").strip())
+        assert created >= backed_up, (host, created, backed_up)
+
+
+def test_every_api_host_is_in_every_edge_pool():
+    """No api host is left drained (marked down) in any edge host's upstream, upgrade or not."""
+    for edge in GROUPS["dify_edge"]:
+        site = lab_host(edge).file("/etc/nginx/conf.d/difyops-dify.conf").content_string
+        pool = site.split("upstream dify_api {", 1)[1].split("}", 1)[0]
+        servers = [line.split()[1].rsplit(":", 1)[0].strip("[]")
+                   for line in pool.splitlines() if line.strip().startswith("server ")]
+        assert sorted(servers) == sorted(ADDRESSES[h] for h in GROUPS["dify_api"]), (edge, pool)
+        assert " down;" not in pool and " down " not in pool, (edge, pool)
 
 
 MONITOR = (GROUPS.get("lab_acme") or [None])[0]
