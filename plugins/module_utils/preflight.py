@@ -994,6 +994,49 @@ def check_ssh_port_open(groups, hostvars):
     return _found_lines(found)
 
 
+def _let_in(entries, groups, issuer, address):
+    """Whether a firewall source list lets ``address`` (of host ``issuer``) in; None when it cannot be told."""
+    ip = _ip(address)
+    if ip is None:
+        return None
+    for entry in entries:
+        text = str(entry).strip()
+        if text in groups:
+            if issuer in catalog.members(groups, text):
+                return True
+            continue
+        net = _net(text)
+        if net is not None and net.version == ip.version and ip in net:
+            return True
+    return False
+
+
+def check_cert_push_ssh(groups, hostvars):
+    """Several edge hosts: each receiving edge's SSH firewall lets in the issuer, which pushes the certificate."""
+    found = {}
+    edges = catalog.members(groups, "dify_edge")
+    for host in edges if len(edges) > 1 else []:
+        hv = hostvars.get(host) or {}
+        if not all(_truthy(hv.get(var, True), True) for var in
+                   ("certbot_sync_push", "certbot_enabled", "nginx_tls_enabled", "firewall_enabled")):
+            continue
+        issuer = _literal(hv, "certbot_issuer", edges[0])
+        sources = _literal(hv, "firewall_ssh_sources", None)
+        if issuer == host or issuer not in hostvars or not isinstance(sources, list) or \
+                any(_is_template(entry) for entry in sources):
+            continue
+        pushed_from = _literal(hv, "certbot_sync_sources", None)
+        if not isinstance(pushed_from, list) or not pushed_from or any(_is_template(a) for a in pushed_from):
+            pushed_from = [_fleet_address(hostvars.get(issuer) or {}, issuer)[0]]
+        for address in pushed_from:
+            if _let_in(sources, groups, issuer, address) is False:
+                _add(found, "firewall_ssh_sources %r does not let in %s, the address %s (certbot_issuer) pushes "
+                            "the renewed certificate from, so this edge would keep serving the old one. Add it "
+                            "(or the group dify_edge), or set certbot_sync_push: false." % (sources, address, issuer),
+                     host)
+    return _found_lines(found)
+
+
 # ---- versions
 
 def _release(hv):
@@ -1363,7 +1406,8 @@ def check_named_hosts_and_groups(groups, hostvars, argument_specs):
 MISTAKE_RULES = (
     check_group_names, check_ports, check_address_forms, check_address_scopes, check_duplicate_addresses,
     check_public_names, check_one_server_name, check_certbot_email, check_ssrf_allow_lists,
-    check_firewall_sources, check_firewall_extra_keys, check_ssh_port_open, check_postgresql_versions,
+    check_firewall_sources, check_firewall_extra_keys, check_ssh_port_open, check_cert_push_ssh,
+    check_postgresql_versions,
     check_dify_versions, check_host_only_values, check_sentinel_entries, check_storage_locations,
     check_url_values, check_app_consistency, check_master_name, check_secrets_consistency,
     check_inventory_credentials, check_credentials_in_plain_names, check_memory_knob, check_redis_maxmemory,

@@ -124,6 +124,10 @@ CASES = [
      ["no port of the catalog (did you mean postgresql?)"]),
     ("firewall_locks_out_ssh", None, {"app": {"ansible_port": 2222, "firewall_ssh_ports": [22]}},
      ["app: firewall_ssh_ports is [22] but Ansible connects on port 2222"]),
+    ("firewall_blocks_cert_push", {"dify_edge": ["edge", "app"]},
+     {"app": {"nginx_server_name": "dify.example.com", "firewall_ssh_sources": ["192.0.2.10/32", "dify_api"]}},
+     ["app: firewall_ssh_sources ['192.0.2.10/32', 'dify_api'] does not let in 10.0.0.13, the address edge "
+      "(certbot_issuer) pushes", "or set certbot_sync_push: false"]),
     # versions
     ("postgresql_not_packaged", None, {"data": {"postgresql_version": "15"}},
      ["data: postgresql_version = '15', but Debian 13 (trixie) packages PostgreSQL 17 only",
@@ -237,6 +241,18 @@ def test_a_refused_credential_is_not_shown():
 ])
 def test_what_operators_mean_passes(extra):
     groups, hv = fleet(**copy.deepcopy(extra))
+    assert errors_of(groups, hv) == []
+
+
+@pytest.mark.parametrize("receiver", [
+    {"firewall_ssh_sources": ["10.0.0.0/24"]},
+    {"firewall_ssh_sources": ["192.0.2.10", "dify_edge"]},
+    {"firewall_ssh_sources": ["192.0.2.10"], "certbot_sync_push": False},
+    {"firewall_ssh_sources": ["192.0.2.10"], "certbot_sync_sources": ["192.0.2.10"]},
+])
+def test_a_firewall_that_lets_the_cert_push_in_passes(receiver):
+    groups, hv = fleet(app=dict(receiver, nginx_server_name="dify.example.com"))
+    groups["dify_edge"] = ["edge", "app"]
     assert errors_of(groups, hv) == []
 
 
