@@ -903,6 +903,39 @@ def check_ssrf_allow_lists(groups, hostvars):
     return _found_lines(found) + _ssrf_domain_problems(groups, hostvars)
 
 
+def check_sandbox_network(groups, hostvars):
+    """The sandbox's own Docker network: a private IPv4 network that holds no fleet address."""
+    found = {}
+    net_default = catalog.SANDBOX_NETWORK["subnet"]
+    var = catalog.SANDBOX_NETWORK["var"]
+    fleet = [(h, ip) for h, (ip, _a, _s) in _judged_addresses(groups, hostvars).items() if ip is not None]
+    for host in catalog.members(groups, "dify_sandbox"):
+        hv = hostvars.get(host) or {}
+        value = _literal(hv, var, net_default)
+        if value is None:
+            continue
+        text = str(value).strip()
+        where = "%s = %r" % (var, value) if var in hv else "%s (unset: the catalog's %s)" % (var, net_default)
+        net = _net(text)
+        if net is None or net.version != 4 or "/" not in text:
+            problem = "is not an IPv4 network in CIDR form (e.g. %s)" % net_default
+        elif _ip(text.split("/", 1)[0]) != net.network_address:
+            problem = "has host bits set; write the network (%s)" % net
+        elif not 16 <= net.prefixlen <= 29:
+            problem = "is /%d; give a /16 to /29 (the gateway and the sandbox need addresses)" % net.prefixlen
+        elif not net.is_private or net.is_loopback or net.is_link_local or any(
+                net.overlaps(m) for m in METADATA_NETS if m.version == 4):
+            problem = "is not a private range (RFC 1918, e.g. %s)" % net_default
+        else:
+            inside = ["%s (%s)" % (h, ip) for h, ip in fleet if ip.version == 4 and ip in net]
+            problem = ("holds the fleet address of %s: the sandbox's network would hide those hosts from this one"
+                       % ", ".join(inside)) if inside else None
+        if problem:
+            _add(found, "%s %s. The sandbox's own Docker network needs a private IPv4 subnet no fleet host uses; set "
+                        "%s in the inventory." % (where, problem, var), host)
+    return _found_lines(found)
+
+
 def _ssrf_domain_problems(groups, hostvars):
     found = {}
     for host in catalog.members(groups, "dify_ssrf_proxy"):
@@ -1405,7 +1438,7 @@ def check_named_hosts_and_groups(groups, hostvars, argument_specs):
 # The rules above that read only groups and hostvars, and those that read the argument specs too.
 MISTAKE_RULES = (
     check_group_names, check_ports, check_address_forms, check_address_scopes, check_duplicate_addresses,
-    check_public_names, check_one_server_name, check_certbot_email, check_ssrf_allow_lists,
+    check_public_names, check_one_server_name, check_certbot_email, check_ssrf_allow_lists, check_sandbox_network,
     check_firewall_sources, check_firewall_extra_keys, check_ssh_port_open, check_cert_push_ssh,
     check_postgresql_versions,
     check_dify_versions, check_host_only_values, check_sentinel_entries, check_storage_locations,
