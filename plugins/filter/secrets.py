@@ -9,6 +9,7 @@ from ansible_collections.difyops.fleet.plugins.module_utils.secrets import (
     check_secret,
     failure_summary as _failure_summary,
     redact as _redact,
+    secrets_file_location,
 )
 
 
@@ -27,7 +28,12 @@ def failure_summary(result, secrets):
     return _failure_summary(result, secrets)
 
 
+def secrets_file(sources, base, inventory_name=None, path=None):
+    """The fleet's secrets file for these inventory sources: ``{path, name, source, legacy_path, problem}``."""
+    return secrets_file_location(sources, base, inventory_name=inventory_name or None, secrets_file=path or None)
+
+
 class FilterModule(object):
     def filters(self):
         return {"secret_problem": secret_problem, "redact": redact,
-                "failure_summary": failure_summary}
+                "failure_summary": failure_summary, "secrets_file": secrets_file}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import secrets as _secrets
 import string
 import tempfile
@@ -368,3 +369,78 @@ def copy_private(src, dest):
         out.flush()
         os.fsync(out.fileno())
     return dest
+
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _safe_name(text):
+    return _NAME_UNSAFE.sub("-", text).strip("-.") or "inventory"
+
+
+def secrets_file_location(sources, base, inventory_name=None, secrets_file=None, isdir=os.path.isdir):
+    """Where the fleet's secrets file is: ``{path, name, source, legacy_path, problem}``.
+
+    One secrets file per inventory source, so two inventories never share
+    their secrets. ``sources`` is ``ansible_inventory_sources``; ``base`` the
+    directory a relative path is resolved against (that of ansible.cfg).
+
+    - ``secrets_file`` (``difyops_secrets_file``) wins; else the name is
+      ``inventory_name`` (``difyops_inventory_name``); else it comes from
+      the one inventory source: a directory gives its own name
+      (``inventories/lab`` -> ``lab``, the name fleets always had), a file
+      its directory's name and its own without extension
+      (``inventories/prod/staging.yml`` -> ``prod-staging``).
+    - Several sources, or a source that is not a path (``-i host1,host2,``),
+      name no file: ``problem`` says so and how to fix it (``path`` is '').
+    - ``legacy_path``: the file earlier releases used for a file source
+      (named after its directory only), else ''; shown when the new file is
+      missing on a deployed fleet.
+    """
+    out = {"path": "", "name": "", "source": "", "legacy_path": "", "problem": ""}
+
+    def resolve(name):
+        return os.path.normpath(name if os.path.isabs(name) else os.path.join(base or ".", name))
+
+    if secrets_file:
+        out["path"] = resolve(str(secrets_file))
+        return out
+    if isinstance(sources, str):
+        sources = [sources]
+    unique = []
+    for source in sources or []:
+        source = str(source)
+        norm = os.path.normpath(source) if source and "," not in source else source
+        if norm and norm not in unique:
+            unique.append(norm)
+    if inventory_name:
+        name = str(inventory_name)
+    elif len(unique) != 1:
+        out["problem"] = (
+            "%s inventory sources were given (%s), and the secrets file is named after the inventory: "
+            "each inventory has its own secrets. Give one inventory (-i DIRECTORY or -i FILE), or say "
+            "which secrets this fleet uses: difyops_inventory_name (secrets/<name>.yml) or "
+            "difyops_secrets_file (a path)." % (len(unique) or "No", ", ".join(unique) or "none"))
+        return out
+    else:
+        source = unique[0]
+        out["source"] = source
+        if "," in source:
+            out["problem"] = (
+                "The inventory %s is a host list, not a file or directory, so it names no secrets file. "
+                "Set difyops_inventory_name (secrets/<name>.yml) or difyops_secrets_file (a path)." % source)
+            return out
+        if isdir(source):
+            name = _safe_name(os.path.basename(source))
+        else:
+            directory = _safe_name(os.path.basename(os.path.dirname(source)))
+            stem = _safe_name(os.path.splitext(os.path.basename(source))[0])
+            name = "%s-%s" % (directory, stem)
+            out["legacy_path"] = resolve("secrets/%s.yml" % directory)
+    if "/" in name or name in (".", ".."):
+        out["problem"] = ("difyops_inventory_name=%r: give a plain name (letters, digits, . _ -); the secrets "
+                          "file is secrets/<name>.yml. For another place set difyops_secrets_file." % name)
+        return out
+    out["name"] = name
+    out["path"] = resolve("secrets/%s.yml" % name)
+    return out

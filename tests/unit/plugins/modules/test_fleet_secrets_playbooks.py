@@ -161,3 +161,69 @@ def test_a_lost_or_foreign_secrets_file_is_refused_on_a_deployed_fleet(project):
     # Starting over on purpose: the id removed, the new secrets are taken.
     (project / "ids" / "api1").unlink()
     assert play(project, str(project / "show.yml"), "-e", "out=%s" % out).returncode == 0
+
+
+def play_with(project, sources, *args):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(project / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    env.pop("ANSIBLE_COLLECTIONS_PATH", None)
+    cmd = ["ansible-playbook"]
+    for source in sources:
+        cmd += ["-i", str(source)]
+    return subprocess.run(cmd + list(args), cwd=str(project), env=env, capture_output=True, text=True, check=False)
+
+
+def test_one_secrets_file_per_inventory_file(project):
+    inv = project / "inventories" / "prod"
+    # A second inventory file next to the first: another fleet, other secrets.
+    (inv / "staging.yml").write_text((inv / "hosts.yml").read_text())
+    outs = {}
+    for name in ("hosts", "staging"):
+        outs[name] = project / ("out-" + name)
+        outs[name].mkdir()
+        res = play_with(project, [inv / (name + ".yml")], str(project / "show.yml"), "-e", "out=%s" % outs[name])
+        assert res.returncode == 0, res.stdout + res.stderr
+    prod = yaml.safe_load((project / "secrets" / "prod-hosts.yml").read_text())["difyops_secrets"]
+    staging = yaml.safe_load((project / "secrets" / "prod-staging.yml").read_text())["difyops_secrets"]
+    assert seen(project, outs["hosts"])["api1"] == prod and seen(project, outs["staging"])["api1"] == staging
+    assert prod["redis_password"] != staging["redis_password"]
+    assert not (project / "secrets" / "prod.yml").exists()
+
+    # Both at once: refused before anything is written, the fix named.
+    before = sorted(p.name for p in (project / "secrets").iterdir())
+    both = play_with(project, [inv / "hosts.yml", inv / "staging.yml"], str(project / "show.yml"),
+                     "-e", "out=%s" % outs["hosts"])
+    text = both.stdout + both.stderr
+    assert both.returncode != 0
+    assert "2 inventory sources were given" in text and "difyops_inventory_name" in text
+    assert sorted(p.name for p in (project / "secrets").iterdir()) == before
+    # ... and rotate-secrets.yml refuses them the same way.
+    rot = play_with(project, [inv / "hosts.yml", inv / "staging.yml"],
+                    os.path.join(_TOP, "playbooks", "rotate-secrets.yml"), "-e", '{"rotate": ["secret_key"]}')
+    assert rot.returncode != 0 and "2 inventory sources were given" in rot.stdout + rot.stderr
+
+    # rotate-secrets.yml rotates in the file of the inventory it is given.
+    rot = play_with(project, [inv / "staging.yml"], os.path.join(_TOP, "playbooks", "rotate-secrets.yml"),
+                    "-e", '{"rotate": ["redis_password"]}')
+    assert rot.returncode == 0, rot.stdout
+    assert "-i %s --tags dify,redis" % (inv / "staging.yml") in rot.stdout
+    assert "accept the old and the new password" in rot.stdout
+    rotated = yaml.safe_load((project / "secrets" / "prod-staging.yml").read_text())["difyops_secrets"]
+    assert rotated["redis_password"] != staging["redis_password"]
+    assert yaml.safe_load((project / "secrets" / "prod-hosts.yml").read_text())["difyops_secrets"] == prod
+
+
+def test_a_deployed_file_inventory_is_told_where_its_old_secrets_file_is(project):
+    out = project / "out"
+    out.mkdir()
+    inv = project / "inventories" / "prod"
+    # Deployed before: the directory-named file, and api1 carries its fleet id.
+    assert play(project, str(project / "show.yml"), "-e", "out=%s" % out).returncode == 0
+    stored = yaml.safe_load((project / "secrets" / "prod.yml").read_text())["difyops_secrets"]
+    (project / "ids").mkdir()
+    (project / "ids" / "api1").write_text(fleet_id(stored) + "\n")
+    res = play_with(project, [inv / "hosts.yml"], str(project / "show.yml"), "-e", "out=%s" % out)
+    text = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "prod-hosts.yml does not exist" in text
+    assert "rename that file to" in text and str(project / "secrets" / "prod.yml") in text
+    assert not (project / "secrets" / "prod-hosts.yml").exists()
