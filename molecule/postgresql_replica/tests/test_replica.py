@@ -1,16 +1,28 @@
 """Streaming replication and manual failover with difyops.fleet.postgresql."""
 
+import os
+import subprocess
 import time
 import uuid
 
 import pytest
 
-from pg_helpers import address, lab_host, psql, run_playbook
+from pg_helpers import TOP, address, lab_host, psql, run_playbook
 
 testinfra_hosts = ["mol-postgresql_replica-primary"]
 
 PRIMARY = "mol-postgresql_replica-primary"
 REPLICA = "mol-postgresql_replica-replica"
+# A third dify_postgres member that cannot be reached (nothing listens on port 1).
+GONE = "mol-postgresql_replica-gone"
+GONE_INVENTORY = """
+dify_postgres:
+  hosts:
+    %s:
+      ansible_connection: ssh
+      ansible_host: 127.0.0.1
+      ansible_port: 1
+""" % GONE
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +80,83 @@ def test_replica_settings_follow_the_plan(primary, replica):
     assert psql(replica, "SELECT count(*) FROM pg_settings WHERE pending_restart") == "0"
 
 
-def test_zz_promote_playbook(primary, replica):
-    run_playbook("postgres-promote.yml", "-e", "postgresql_promote_host=%s" % REPLICA)
+def playbook_refused(name, *extra):
+    """Run a playbook that must fail; its output."""
+    res = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *extra, os.path.join(TOP, "playbooks", name)],
+        cwd=TOP, capture_output=True, text=True, check=False,
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": os.path.join(TOP, ".collections")})
+    assert res.returncode != 0, res.stdout[-4000:]
+    return " ".join((res.stdout + res.stderr).split())
+
+
+@pytest.fixture(scope="module")
+def gone_inventory(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inventory") / "gone.yml"
+    path.write_text(GONE_INVENTORY)
+    return str(path)
+
+
+def unchanged(primary, replica):
+    """Both servers still run in their roles, nothing fenced or moved aside."""
+    assert primary.service("postgresql@17-main").is_running
+    assert replica.service("postgresql@17-main").is_running
+    assert psql(primary, "SELECT pg_is_in_recovery()") == "f"
+    assert psql(replica, "SELECT pg_is_in_recovery()") == "t"
+    for host in (primary, replica):
+        assert host.run("systemctl is-enabled postgresql@17-main").stdout.strip() != "masked"
+        assert host.run("ls -d /var/lib/postgresql/17/main.before-*").rc != 0
+
+
+def test_restore_refuses_a_replica_before_anything_changes(primary, replica):
+    out = playbook_refused("restore.yml", "-e", "postgresql_backup_host=%s" % REPLICA)
+    assert "%s is not the current PostgreSQL primary: its server is in recovery" % REPLICA in out, out[-3000:]
+    assert "Nothing was stopped or changed" in out
+    assert "TASK [Stop PostgreSQL]" not in out
+    unchanged(primary, replica)
+
+
+def test_promote_refuses_a_primary_and_a_member_it_cannot_fence(primary, replica, gone_inventory):
+    # Both refusals in one run: the named host is a primary, and a member cannot be reached.
+    out = playbook_refused("postgres-promote.yml", "-i", gone_inventory,
+                           "-e", "postgresql_promote_host=%s" % PRIMARY)
+    assert "%s is not a running standby (already a primary)" % PRIMARY in out, out[-3000:]
+    assert "%s cannot be reached" % GONE in out
+    assert "split brain" in out
+    assert "-e postgresql_promote_confirm_down=%s" % GONE in out
+    unchanged(primary, replica)
+
+
+def test_zz_promote_playbook(primary, replica, gone_inventory):
+    # The unreachable member is confirmed down; the reachable old primary is fenced.
+    run_playbook("postgres-promote.yml", "-i", gone_inventory,
+                 "-e", "postgresql_promote_host=%s" % REPLICA, "-e", "postgresql_promote_confirm_down=%s" % GONE)
     assert psql(replica, "SELECT pg_is_in_recovery()") == "f"
     token = uuid.uuid4().hex
     psql(replica, "INSERT INTO repl_probe VALUES ('%s')" % token, db="dify")
     assert psql(replica, "SELECT count(*) FROM repl_probe WHERE token = '%s'" % token, db="dify") == "1"
     assert not replica.file("/etc/postgresql/17/main/conf.d/61-difyops-standby.conf").exists
-    # Promoting a primary is refused.
-    with pytest.raises(AssertionError):
-        run_playbook("postgres-promote.yml", "-e", "postgresql_promote_host=%s" % REPLICA)
+    # The old primary is fenced: stopped, masked, and neither starting it nor
+    # what starts PostgreSQL at boot (postgresql.service) brings it back.
+    assert not primary.service("postgresql@17-main").is_running
+    assert primary.run("systemctl is-enabled postgresql@17-main").stdout.strip() == "masked"
+    assert primary.run("systemctl start postgresql@17-main").rc != 0
+    primary.run("systemctl restart postgresql")
+    time.sleep(2)
+    assert primary.run("pg_lsclusters -h 17 main").stdout.split()[3] == "down"
+    assert primary.run("runuser -u postgres -- psql -XAtq -c 'SELECT 1'").rc != 0
+    assert REPLICA in primary.file("/etc/postgresql/17/main/difyops-fenced").content_string
+    # The role's own start task (what a converge runs) does not unmask it.
+    res = subprocess.run(
+        ["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], PRIMARY, "-b", "-m", "ansible.builtin.systemd_service",
+         "-a", "name=postgresql@17-main enabled=true state=started"],
+        cwd=TOP, capture_output=True, text=True, check=False,
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": os.path.join(TOP, ".collections")})
+    assert res.returncode != 0 and "is masked" in res.stdout + res.stderr, res.stdout + res.stderr
+    assert not primary.service("postgresql@17-main").is_running
+    # A restore onto the inventory's first host, the fenced old primary, is
+    # refused: the primary is asked on the hosts, not read from the order.
+    out = playbook_refused("restore.yml")
+    assert "%s is not the current PostgreSQL primary: it was fenced" % PRIMARY in out, out[-3000:]
+    assert replica.service("postgresql@17-main").is_running
+    assert psql(replica, "SELECT pg_is_in_recovery()") == "f"
