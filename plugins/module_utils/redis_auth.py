@@ -11,7 +11,7 @@ A rotation is rolled in two stages, so that no client is ever refused:
    its peers (a Redis replica's ``masterauth``, a Sentinel's ``sentinel-pass``
    for the other Sentinels). Every server accepts it before any peer sends it.
 2. ``only``: once every client (Sentinels, Dify) uses it, the other passwords
-   are retired (Redis: ``CONFIG SET requirepass``, which keeps the wanted one
+   are retired - only on a server where stage 1 is done (Redis: ``CONFIG SET requirepass``, which keeps the wanted one
    only; Sentinel: ``ACL SETUSER default !<hash>``).
 
 Each stage is persisted (``CONFIG REWRITE``, ``SENTINEL FLUSHCONFIG``), so a
@@ -104,9 +104,24 @@ def plan(kind, wanted, hashes, outgoing_matches, state="accepted", outgoing=Fals
     if outgoing and not outgoing_matches:
         steps.append(("outgoing", OUTGOING[kind]))
     others = [h for h in hashes if h != wanted_hash]
-    if state == "only" and others:
+    # Retire only on a server that already accepts the wanted password and
+    # uses it towards its peers: retiring on one the rotation has not reached
+    # (its tier skipped) would cut off its replicas and Sentinels.
+    if state == "only" and others and wanted_hash in hashes and outgoing_matches:
         steps.append(("retire", others))
     return steps
+
+
+def waiting(wanted, hashes, outgoing_matches, state="accepted"):
+    """Why ``state=only`` leaves other passwords accepted for now ('' when it does not)."""
+    wanted_hash = password_hash(wanted)
+    if state != "only" or not [h for h in hashes if h != wanted_hash]:
+        return ""
+    if wanted_hash not in hashes:
+        return "it does not accept the wanted password yet"
+    if not outgoing_matches:
+        return "it does not use the wanted password towards its peers yet"
+    return ""
 
 
 def commands(kind, wanted, steps):

@@ -21,7 +21,8 @@ description:
     uses I(password) towards its peers - C(masterauth) for a Redis replica, C(sentinel-pass) for a
     Sentinel talking to the other Sentinels. Run it on every server without I(outgoing) first, then
     with it, so no peer sends the new password before every server accepts it.
-  - With I(state=only) every other password is retired (Redis C(CONFIG SET requirepass), which also
+  - With I(state=only) every other password is retired, provided the server already accepts I(password)
+    and uses it towards its peers (else nothing is retired and RV(waiting) says why) (Redis C(CONFIG SET requirepass), which also
     rewrites the C(requirepass) line; Sentinel C(ACL SETUSER default !<hash>)). Do this once every
     client uses I(password). Connections already authenticated stay open.
   - Each change is persisted at once (C(CONFIG REWRITE), C(SENTINEL FLUSHCONFIG)), so a restart keeps it.
@@ -107,6 +108,12 @@ other_passwords:
   description: How many other passwords the server accepts after the run (before it in check mode).
   returned: always
   type: int
+waiting:
+  description:
+    - With I(state=only), why other passwords stay accepted for now - the server does not accept
+      I(password) yet or does not use it towards its peers (run I(state=accepted) first) - else empty.
+  returned: always
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -121,6 +128,7 @@ from ansible_collections.difyops.fleet.plugins.module_utils.redis_auth import (
     password_hash,
     plan,
     view,
+    waiting,
 )
 from ansible_collections.difyops.fleet.plugins.module_utils.redis_resp import (
     RespClient,
@@ -224,6 +232,7 @@ def main():
     module.exit_json(
         changed=bool(steps),
         changes=describe(steps, kind),
+        waiting=waiting(wanted, hashes, outgoing_ok, state=p["state"]),
         other_passwords=after["other_passwords_accepted"] if not module.check_mode else before["other_passwords_accepted"],
         outgoing_option=OUTGOING[kind],
         diff=dict(before=before, after=after),

@@ -54,11 +54,22 @@ def test_accepted_hashes():
     ([h(OLD), h(NEW)], False, "accepted", True, [("outgoing", "masterauth")]),
     # Stage 3: retire the old one.
     ([h(OLD), h(NEW)], True, "only", True, [("retire", [h(OLD)])]),
-    # Everything at once (the role used alone on one server).
-    ([h(OLD)], False, "only", True, [("accept", None), ("outgoing", "masterauth"), ("retire", [h(OLD)])]),
+    # A server the rotation has not reached (its tier skipped): nothing is retired, which would cut off its
+    # replicas and Sentinels; accepting the new one besides is harmless.
+    ([h(OLD)], False, "only", False, [("accept", None)]),
+    ([h(OLD), h(NEW)], False, "only", False, []),
 ])
 def test_plan_stages(hashes, outgoing_ok, state, outgoing, steps):
     assert ra.plan("redis", NEW, hashes, outgoing_ok, state=state, outgoing=outgoing) == steps
+
+
+def test_waiting_says_why_nothing_is_retired():
+    assert ra.waiting(NEW, [h(OLD)], False, "only") == "it does not accept the wanted password yet"
+    assert ra.waiting(NEW, [h(OLD), h(NEW)], False, "only") == \
+        "it does not use the wanted password towards its peers yet"
+    assert ra.waiting(NEW, [h(OLD), h(NEW)], True, "only") == ""
+    assert ra.waiting(NEW, [h(OLD)], False, "accepted") == ""
+    assert ra.waiting(NEW, [h(NEW)], False, "only") == ""
 
 
 def test_commands_per_kind_never_named_in_words():
@@ -223,8 +234,18 @@ def test_sentinel_retires_by_hash(capsys, tmp_path):
     conf.write_text('requirepass "%s"\n' % OLD)
     srv = FakeServer("sentinel", [OLD], "")
     try:
+        # Retiring on a Sentinel the rotation has not reached: refused, said why.
+        res, dummy = run(capsys, srv, password=NEW, config_file=str(conf), state="only")
+        assert res["changes"] == ["accept the wanted password"] and srv.outgoing == ""
+        assert res["waiting"] == "it does not accept the wanted password yet"
+        assert srv.hashes == [h(OLD), h(NEW)]
+        # Each stage is a call of its own (on every server before the next): switching sentinel-pass does not
+        # retire in the same call.
         res, dummy = run(capsys, srv, password=NEW, config_file=str(conf), outgoing=True, state="only")
-        assert res["changes"] == ["accept the wanted password", "use it as sentinel-pass", "retire 1 other password"]
+        assert res["changes"] == ["use it as sentinel-pass"]
+        assert res["waiting"] == "it does not use the wanted password towards its peers yet"
+        res, dummy = run(capsys, srv, password=NEW, config_file=str(conf), outgoing=True, state="only")
+        assert res["changes"] == ["retire 1 other password"] and res["waiting"] == ""
         assert srv.hashes == [h(NEW)] and srv.outgoing == NEW
         assert ("ACL", "SETUSER", "default", "!" + h(OLD)) in srv.commands
         assert srv.commands[-1] == ("SENTINEL", "FLUSHCONFIG")
