@@ -107,6 +107,33 @@ def test_a_moved_proxy_port_moves_the_sandbox_egress_too(tmp_path):
     assert "tcp dport 3129 accept" in text and "tcp dport 3128 accept" not in text
 
 
+def _chain(text, name):
+    chain = text[text.index("chain %s {" % name):]
+    return chain[:chain.index("\n\t}")]
+
+
+def test_the_sandbox_network_gets_out_only_to_squid(tmp_path):
+    """Issue 14: the sandbox container's bridge, on its host (here a proxy host too, squid moved to 3129)."""
+    res, text = render(tmp_path, "box", host_vars={"box": {"ssrf_proxy_port": 3129}})
+    assert res.returncode == 0, res.stdout + res.stderr
+    # to this host: squid's port only (the sandbox's proxy is squid at its network's gateway)
+    assert _chain(text, "sandbox_to_host").split("\n")[1:] == [
+        "\t\ttcp dport 3129 accept", "\t\treject with icmpx admin-prohibited"]
+    # through this host: squid's port on the proxy hosts only
+    assert _chain(text, "sandbox_out").split("\n")[1:] == [
+        "\t\tip daddr 10.7.0.3 tcp dport 3129 accept", "\t\treject with icmpx admin-prohibited"]
+    # before the trusted container interfaces, and first after replies in forward
+    inp, fwd = _chain(text, "input"), _chain(text, "forward")
+    assert inp.index('iifname "dify-sandbox" jump sandbox_to_host') < inp.index('iifname "br-*" accept')
+    assert fwd.split("\n")[2:4] == ["\t\tct state established,related accept",
+                                    '\t\tiifname "dify-sandbox" jump sandbox_out']
+    assert 'oifname "dify-sandbox" reject' in fwd and 'oifname "dify-sandbox" accept' in _chain(text, "output")
+    nft_check(text, tmp_path)
+    # a host without the sandbox has none of it
+    res, text = render(tmp_path, "app")
+    assert res.returncode == 0 and "dify-sandbox" not in text
+
+
 def test_edge_ports_and_monitoring(tmp_path):
     res, text = render(tmp_path, "edge", host_vars={"edge": {"nginx_https_port": 8443}},
                        all_vars={"difyops_monitoring_sources": ["10.9.9.9"]})
