@@ -4,10 +4,13 @@ Every host runs a fixture listener on all the fleet's ports, so a failed
 connection can only come from the firewall. Hosts:
   data    dify_postgres, dify_redis, dify_sentinel, dify_edge
   app     dify_api, dify_worker, dify_ssrf_proxy
-  sandbox dify_sandbox (egress restricted to the SSRF proxy)
+  sandbox dify_sandbox, dify_ssrf_proxy (egress restricted to the SSRF proxies;
+          the namespace sbx behind the bridge dify-sandbox stands in for the
+          sandbox container's own network)
   outside no fleet group (extra rules open 9000 and 80 to anyone)
 """
 import json
+import shlex
 
 import pytest
 
@@ -34,7 +37,7 @@ ALLOWED = {
     ("sandbox", 22): {"data", "app", "outside"},
     ("sandbox", 8194): {"app"},                # api/worker and the SSRF proxy
     ("sandbox", 5432): set(),
-    ("sandbox", 3128): set(),
+    ("sandbox", 3128): {"app"},                # its squid: api/worker (and its own sandbox network)
     ("outside", 22): {"data", "app"},          # sandbox: egress restricted
     ("outside", 9000): {"data", "app"},        # extra rule; sandbox egress blocks it
     ("outside", 80): {"data", "app"},
@@ -116,3 +119,37 @@ def test_sandbox_egress_exceptions(host):
     assert as_apt == {PREFIX + "outside:80": True}
     assert as_root == {PREFIX + "outside:80": False}
     assert as_nobody == {PREFIX + "outside:9000": False}
+
+
+# Connect from the sandbox's network namespace; print {target: "open" | errno name | "timeout"}.
+CONNECT = (
+    "import errno, json, socket, sys\n"
+    "out = {}\n"
+    "for t in sys.argv[1:]:\n"
+    "    s = socket.socket(); s.settimeout(3)\n"
+    "    try:\n"
+    "        s.connect((t.rsplit(':', 1)[0], int(t.rsplit(':', 1)[1]))); out[t] = 'open'\n"
+    "    except socket.timeout:\n"
+    "        out[t] = 'timeout'\n"
+    "    except OSError as exc:\n"
+    "        out[t] = errno.errorcode.get(exc.errno, str(exc.errno))\n"
+    "    s.close()\n"
+    "print(json.dumps(out))\n")
+
+
+def test_sandbox_network_gets_out_only_to_squid(host):
+    """Issue 14: from the sandbox's own network only squid's port, at its gateway (squid on this host)
+    and on the other SSRF proxy host; everything else is rejected by the firewall (EHOSTUNREACH), where
+    the fixture listeners would answer (see ALLOWED)."""
+    if short(host) != "sandbox":
+        pytest.skip("the sandbox's network is on the sandbox host")
+    addr = dict((h, host.check_output("getent ahostsv4 %s%s | head -1 | cut -d' ' -f1" % (PREFIX, h)))
+                for h in HOSTS)
+    allowed = ["172.29.194.1:3128", "%s:3128" % addr["app"]]
+    refused = ["169.254.169.254:80", "172.29.194.1:22", "172.29.194.1:8194", "%s:22" % addr["sandbox"],
+               "%s:5432" % addr["data"], "%s:6379" % addr["data"], "%s:5001" % addr["app"],
+               "%s:9000" % addr["outside"], "%s:80" % addr["outside"]]
+    got = json.loads(host.check_output("ip netns exec sbx python3 -c %s %s"
+                                       % (shlex.quote(CONNECT), " ".join(allowed + refused))))
+    assert dict((t, got[t]) for t in allowed) == dict((t, "open") for t in allowed)
+    assert dict((t, got[t]) for t in refused) == dict((t, "EHOSTUNREACH") for t in refused)
