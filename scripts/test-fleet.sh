@@ -114,5 +114,43 @@ sys.exit(0 if r["requests"] > 0 and r["status_5xx"] == 0 and r["connection_error
          and r["streams"] > 0 and r["streams_ok"] == r["streams"] else 1)
 PY
 FLEET_EXPECT_IMAGE=localhost/difyops-probe:next step verify-upgraded python -m pytest -q -p no:cacheprovider tests/fleet
+
+# A roll that fails on an api host never leaves it drained: roll the last api
+# host onto an image that exists nowhere (its container task fails after the
+# drain); the play must fail, the host must have been taken out and put back
+# in the edge's pool, and it must still serve the upgraded image.
+api_last=$(python -c "import yaml; inv=yaml.safe_load(open('inventories/lab/hosts.yml'))['all']; \
+print(list(inv['children']['dify_api']['hosts'])[-1])")
+cat >"$out/upgrade-fail-vars.yml" <<VARS
+dify_upgrade_backup: false
+dify_images:
+  api: localhost/difyops-probe:nowhere
+VARS
+started=$(date +%s)
+set +e
+ansible-playbook playbooks/upgrade.yml -i inventories/lab -e "@$out/upgrade-vars.yml" \
+  -e "@$out/upgrade-fail-vars.yml" --limit "$api_last" >"$out/upgrade-fails.log" 2>&1
+rc=$?
+set -e
+printf '%-16s %4d s    rc=%d (it must fail)\n' upgrade-fails $(( $(date +%s) - started )) "$rc" | tee -a "$out/timings.txt"
+[ $rc -ne 0 ] || { echo "upgrade-fails: the roll onto a missing image did not fail"; exit 1; }
+python - "$out/upgrade-fails.log" "$api_last" <<'PY'
+import sys
+log, host = open(sys.argv[1]).read(), sys.argv[2]
+# Each task's block of the log, in order: drained (pool edit changed), then a
+# failure on the host, then put back (pool edit changed again).
+events = []
+for block in log.split("\nTASK [")[1:]:
+    name = block.split("]", 1)[0]
+    if "upstream pools" in name and ("changed: [%s" % host) in block:
+        events.append("pool")
+    elif ("fatal: [%s" % host) in block and "...ignoring" not in block:
+        events.append("fatal")
+print("upgrade-fails: %s" % " -> ".join(events))
+order = "".join(e[0] for e in events)  # p(ool) and f(atal)
+sys.exit(0 if "pfp" in order.replace("ff", "f") else 1)
+PY
+FLEET_EXPECT_IMAGE=localhost/difyops-probe:next step verify-after-failed-roll python -m pytest -q -p no:cacheprovider \
+  tests/fleet -k "edge_pool or upgraded_image"
 grep -E 'tasks? |ok=' "$out/converge.log" | tail -n 12 >"$out/converge-recap.txt" || true
 echo "fleet: converge, idempotence, check --diff, verify, upgrade under load and verify passed"
