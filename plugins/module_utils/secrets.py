@@ -71,6 +71,8 @@ SAMPLE_SECRETS = frozenset(
         "lYkiYYT6owG+71oLerGzA7GXCgOT++6ovaezWAjpCjf+Sjc3ZtU+qUEi",  # PLUGIN_DAEMON_KEY
         "QaHbTe77CtuXmsfyhR7+vRjI/+XbV1AaFy691iy+kGDv2Jvy0/eAh8Y1",  # PLUGIN_DIFY_INNER_API_KEY
         "WVF5YThaHlkYwhGUSmCRgsX3tD5ngdN8pkih",  # WEAVIATE_API_KEY
+        "dify-agent-run-token-for-dev-only",  # DIFY_AGENT_API_TOKEN / AGENT_BACKEND_API_TOKEN (1.16)
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY",  # DIFY_AGENT_SERVER_SECRET_KEY (1.16)
         "plugin-api-key",  # PluginConfig.PLUGIN_DAEMON_KEY code default
         "inner-api-key",  # PluginConfig.INNER_API_KEY_FOR_PLUGIN code default
         "difyai",  # AZURE_BLOB_ACCOUNT_KEY sample

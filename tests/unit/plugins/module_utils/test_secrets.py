@@ -19,6 +19,9 @@ SAMPLES = [
     "lYkiYYT6owG+71oLerGzA7GXCgOT++6ovaezWAjpCjf+Sjc3ZtU+qUEi",
     "QaHbTe77CtuXmsfyhR7+vRjI/+XbV1AaFy691iy+kGDv2Jvy0/eAh8Y1",
     "WVF5YThaHlkYwhGUSmCRgsX3tD5ngdN8pkih",
+    # Dify 1.16.1's docker/.env.example and compose defaults (6f8ed69e) for the agent backend
+    "dify-agent-run-token-for-dev-only",
+    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY",
     "plugin-api-key",
     "inner-api-key",
 ]
