@@ -140,6 +140,13 @@ SERVICES = (
     Service("api", "dify_api", "the Dify api", ("storage",) + _DIFY_ROLES, "dify",
             ports=(Port("api", 5001, clients=("dify_edge", "dify_plugin_daemon", "dify_web"), bind="all"),),
             weight=3, first_host="the one that runs the database migration"),
+    # Dify 1.15+ (release data: api_websocket): the collaboration server, the
+    # api image with gevent-websocket; nginx sends /socket.io/ to it.
+    Service("api_websocket", "dify_api_websocket", "the Dify websocket api (collaboration, Dify 1.15+)",
+            ("storage",) + _DIFY_ROLES, "dify",
+            ports=(Port("api_websocket", 5005, var="dify_api_websocket_port", clients=("dify_edge",), bind="all"),),
+            memory_mb=1024, required=False, max_hosts=1,
+            why="upstream cannot run the collaboration server on more than one node yet"),
     Service("worker", "dify_worker", "the Celery workers", ("storage",) + _DIFY_ROLES, "dify", weight=3),
     Service("beat", "dify_beat", "Celery beat (periodic tasks)", _DIFY_ROLES, "dify", memory_mb=512,
             exactly=1, why="each beat would schedule every periodic task again"),
@@ -154,6 +161,17 @@ SERVICES = (
                         "firewall_extra_sources.plugin_debugging")),
             memory_mb=2048, max_hosts=1,
             why="upstream's plugin daemon is not HA: installed plugins and their runtimes live on one host"),
+    # Dify 1.16+ (release data: agent_backend, local_sandbox): the agent
+    # backend that api and worker call, and the code runner it drives, which
+    # reaches nothing but the agent SSRF proxy.
+    Service("agent_backend", "dify_agent_backend", "the Dify agent backend (Dify 1.16+)", _DIFY_ROLES, "dify",
+            ports=(Port("agent_backend", 5050, var="dify_agent_backend_port",
+                        clients=("dify_api", "dify_worker", "dify_agent_ssrf_proxy"), bind="all"),),
+            memory_mb=1024, required=False),
+    Service("local_sandbox", "dify_local_sandbox", "the agent's local sandbox (Dify 1.16+)", _DIFY_ROLES, "dify",
+            ports=(Port("local_sandbox", 5004, var="dify_local_sandbox_port", clients=("dify_agent_backend",),
+                        bind="all"),),
+            memory_mb=1024, required=False),
     Service("ssrf_proxy", "dify_ssrf_proxy", "the squid SSRF proxy", ("ssrf_proxy",), "ssrf_proxy",
             ports=(Port("squid", 3128, var="ssrf_proxy_port",
                         clients=("dify_sandbox", "dify_api", "dify_worker", "dify_plugin_daemon")),
@@ -161,6 +179,11 @@ SERVICES = (
                         colocated={"dify_sandbox": 8195},
                         purpose="reverse proxy to the sandboxes (8195 where a sandbox owns 8194)")),
             memory_mb=128),
+    Service("agent_ssrf_proxy", "dify_agent_ssrf_proxy", "the agent's squid proxy (Dify 1.16+)", ("ssrf_proxy",),
+            "ssrf_proxy",
+            ports=(Port("agent_squid", 3129, var="ssrf_proxy_agent_port", clients=("dify_local_sandbox",),
+                        purpose="the local sandbox's only way out (upstream's agent rules)"),),
+            memory_mb=128, required=False),
     Service("edge", "dify_edge", "nginx (the public entry point)", ("nginx", "certbot"), "edge",
             ports=(Port("http", 80, var="nginx_http_port", anywhere=True, bind="all"),
                    Port("https", 443, var="nginx_https_port", anywhere=True, bind="all")),

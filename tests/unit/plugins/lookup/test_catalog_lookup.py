@@ -44,7 +44,8 @@ def run(*terms, **kw):
 def test_groups_pattern_and_hosts():
     assert run("groups") == list(catalog.FLEET_GROUPS)
     assert run("pattern") == [":".join(catalog.FLEET_GROUPS)]
-    assert run("pattern", tier="dify") == ["dify_api:dify_worker:dify_beat:dify_web:dify_sandbox:dify_plugin_daemon"]
+    assert run("pattern", tier="dify") == ["dify_api:dify_api_websocket:dify_worker:dify_beat:dify_web:dify_sandbox:dify_plugin_daemon:"
+                                           "dify_agent_backend:dify_local_sandbox"]
     # every host of a fleet group (a host only in dify_mysql included), never one outside
     assert run("hosts") == ["pg", "my", "app", "edge"]
     assert run("hosts", role="storage") == ["app"]

@@ -49,8 +49,9 @@ def role_defaults(role):
 
 def test_groups_in_order_and_every_service_once():
     assert catalog.FLEET_GROUPS == (
-        "dify_postgres", "dify_mysql", "dify_redis", "dify_sentinel", "dify_vector", "dify_api", "dify_worker",
-        "dify_beat", "dify_web", "dify_sandbox", "dify_plugin_daemon", "dify_ssrf_proxy", "dify_edge")
+        "dify_postgres", "dify_mysql", "dify_redis", "dify_sentinel", "dify_vector", "dify_api", "dify_api_websocket",
+        "dify_worker", "dify_beat", "dify_web", "dify_sandbox", "dify_plugin_daemon", "dify_agent_backend",
+        "dify_local_sandbox", "dify_ssrf_proxy", "dify_agent_ssrf_proxy", "dify_edge")
     names = [s.name for s in catalog.SERVICES]
     assert len(set(names)) == len(names)
     ports = [p.name for _s, p in catalog.all_ports()]
@@ -59,9 +60,11 @@ def test_groups_in_order_and_every_service_once():
 
 def test_patterns_by_role_and_tier():
     assert catalog.pattern() == ":".join(catalog.FLEET_GROUPS)
-    assert catalog.pattern(role="storage") == "dify_api:dify_worker:dify_plugin_daemon"
-    assert catalog.groups_for(tier="dify") == ["dify_api", "dify_worker", "dify_beat", "dify_web", "dify_sandbox",
-                                               "dify_plugin_daemon"]
+    assert catalog.pattern(role="storage") == "dify_api:dify_api_websocket:dify_worker:dify_plugin_daemon"
+    assert catalog.groups_for(tier="dify") == ["dify_api", "dify_api_websocket", "dify_worker", "dify_beat", "dify_web",
+                                               "dify_sandbox", "dify_plugin_daemon", "dify_agent_backend",
+                                               "dify_local_sandbox"]
+    assert catalog.groups_for(tier="ssrf_proxy") == ["dify_ssrf_proxy", "dify_agent_ssrf_proxy"]
     assert catalog.groups_for(tier="redis") == ["dify_redis", "dify_sentinel"]
     assert catalog.groups_for(role="firewall") == list(catalog.FLEET_GROUPS)
 
