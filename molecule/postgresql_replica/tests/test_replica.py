@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+import yaml
 
 from pg_helpers import TOP, address, lab_host, psql, run_playbook
 
@@ -160,3 +161,72 @@ def test_zz_promote_playbook(primary, replica, gone_inventory):
     assert "%s is not the current PostgreSQL primary: it was fenced" % PRIMARY in out, out[-3000:]
     assert replica.service("postgresql@17-main").is_running
     assert psql(replica, "SELECT pg_is_in_recovery()") == "f"
+
+
+def _swapped_inventory(directory):
+    """The scenario's inventory with the promoted replica first in dify_postgres (as the operator
+    leaves it after postgres-promote.yml), its group_vars and host_vars shared."""
+    source = os.environ["MOLECULE_INVENTORY_FILE"]
+    with open(source) as handle:
+        inventory = yaml.safe_load(handle)
+    members = inventory["dify_postgres"]["hosts"]
+    inventory["dify_postgres"]["hosts"] = {REPLICA: members[REPLICA], PRIMARY: members[PRIMARY]}
+    directory.mkdir(exist_ok=True)
+    for shared in ("group_vars", "host_vars"):
+        if os.path.isdir(os.path.join(os.path.dirname(source), shared)):
+            os.symlink(os.path.join(os.path.dirname(source), shared), str(directory / shared))
+    (directory / "hosts.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+    return str(directory / "hosts.yml")
+
+
+def _converge(inventory, *extra):
+    return subprocess.run(
+        ["ansible-playbook", "-i", inventory, *extra,
+         os.path.join(TOP, "molecule", "postgresql_replica", "converge.yml")],
+        cwd=TOP, capture_output=True, text=True, check=False,
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": os.path.join(TOP, ".collections")})
+
+
+SERVER_LOG = "/var/log/postgresql/postgresql-17-main.log"
+
+
+def test_zzz_fenced_old_primary_rejoins_as_a_standby_only(primary, replica, tmp_path_factory):
+    # After test_zz_promote_playbook: the replica is the primary, the old
+    # primary is fenced (masked, its note). The operator puts the promoted host
+    # first and reruns the tier with postgresql_replica_rebuild, the unit left
+    # masked. The old primary must never run as a primary on the way (it would
+    # take writes next to the new one): every start of its server in its log
+    # is a start in recovery, and it streams from the new primary afterwards.
+    inventory = _swapped_inventory(tmp_path_factory.mktemp("rejoin") / "inventory")
+    log_from = int(primary.run("stat -c %%s %s", SERVER_LOG).stdout.strip() or 0)
+
+    # Without the rebuild flag it is refused, and nothing starts it.
+    res = _converge(inventory, "--limit", PRIMARY)
+    out = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode != 0 and "was fenced by postgres-promote.yml" in out, out[-3000:]
+    assert "Nothing was started" in out
+    assert not primary.service("postgresql@17-main").is_running
+    assert primary.run("systemctl is-enabled postgresql@17-main").stdout.strip() == "masked"
+
+    res = _converge(inventory, "-e", "postgresql_replica_rebuild=true")
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
+
+    log = primary.run("tail -c +%s %s", str(log_from + 1), SERVER_LOG).stdout
+    assert "entering standby mode" in log, log[-3000:]
+    assert "database system is ready to accept connections" not in log, log[-3000:]
+    assert "database system is ready to accept read-only connections" in log, log[-3000:]
+    assert psql(primary, "SELECT pg_is_in_recovery()") == "t"
+    # Unmasked, enabled, the note gone, the old data kept aside.
+    assert primary.run("systemctl is-enabled postgresql@17-main").stdout.strip() == "enabled"
+    assert not primary.file("/etc/postgresql/17/main/difyops-fenced").exists
+    assert primary.run("ls -d /var/lib/postgresql/17/main.before-replica-*").rc == 0
+    # It streams from the new primary through its slot, and reads what is written there.
+    want = "mol_postgresql_replica_primary:streaming:%s" % address(primary)
+    assert _wait_for(replica, "SELECT s.slot_name || ':' || r.state || ':' || host(r.client_addr) "
+                              "FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid",
+                     want, db="postgres", seconds=30) == want
+    token = uuid.uuid4().hex
+    psql(replica, "INSERT INTO repl_probe VALUES ('%s')" % token, db="dify")
+    assert _wait_for(primary, "SELECT count(*) FROM repl_probe WHERE token = '%s'" % token, "1") == "1"
+    cmd = primary.run("runuser -u postgres -- psql -XAtq -d dify -c %s", "INSERT INTO repl_probe VALUES ('refused')")
+    assert cmd.rc != 0 and "read-only transaction" in cmd.stderr
