@@ -200,7 +200,8 @@ def test_sentinels_agree_on_one_master():
         out = lab_host(host).check_output(
             "conf=$(ls /etc/redis/sentinel-dify.conf /etc/valkey/sentinel-dify.conf 2>/dev/null | head -1); "
             "cli=$(command -v redis-cli || command -v valkey-cli); "
-            "REDISCLI_AUTH=$(awk '/^requirepass/{print $2}' $conf | tr -d '\"') "
+            # The file keeps the Sentinels' password in clear only as sentinel-pass (no requirepass line).
+            "REDISCLI_AUTH=$(awk '/^sentinel sentinel-pass /{print $3}' $conf | tr -d '\"') "
             "$cli -h %s -p 26379 --no-auth-warning SENTINEL get-master-addr-by-name dify-master" % ADDRESSES[host])
         masters.add(tuple(out.split()))
     assert len(masters) == 1, masters
