@@ -10,6 +10,8 @@ user put them), so the list of refused values lives in one place.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import os
 import re
@@ -35,7 +37,21 @@ OPTIONAL_KEYS = (
     "weaviate_api_key",
     "qdrant_api_key",
     "init_password",
+    # Dify 1.16+ with an agent backend (group dify_agent_backend): api/worker's
+    # AGENT_BACKEND_API_TOKEN = DIFY_AGENT_API_TOKEN, the agent stub's
+    # DIFY_AGENT_SERVER_SECRET_KEY, and DIFY_AGENT_SHELLCTL_AUTH_TOKEN = the
+    # local sandbox's SHELLCTL_AUTH_TOKEN.
+    "agent_api_token",
+    "agent_server_secret_key",
+    "agent_shellctl_token",
 )
+# Keys the fleet generates when it runs an agent backend.
+AGENT_KEYS = ("agent_api_token", "agent_server_secret_key", "agent_shellctl_token")
+
+# Keys with a format of their own: unpadded base64url text of 32 random bytes
+# (the agent backend decodes DIFY_AGENT_SERVER_SECRET_KEY so and refuses any
+# other length).
+BASE64URL_32_KEYS = ("agent_server_secret_key",)
 
 KNOWN_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
 
@@ -101,6 +117,9 @@ ROTATION_TIERS = {
     "weaviate_api_key": ("vector_store", "dify"),
     "qdrant_api_key": ("vector_store", "dify"),
     "init_password": (),
+    "agent_api_token": ("dify",),
+    "agent_server_secret_key": ("dify",),
+    "agent_shellctl_token": ("dify",),
 }
 
 # Never rotated by the tooling: data already written depends on the value.
@@ -124,7 +143,9 @@ class SecretsError(Exception):
 
 
 def generate(key, length=None):
-    """A new random value for ``key`` (alphanumeric, from the OS CSPRNG)."""
+    """A new random value for ``key`` (alphanumeric, from the OS CSPRNG; base64url for BASE64URL_32_KEYS)."""
+    if key in BASE64URL_32_KEYS:
+        return base64.urlsafe_b64encode(_secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
     n = length or GENERATED_LENGTH.get(key, DEFAULT_GENERATED_LENGTH)
     while True:
         value = "".join(_secrets.choice(_ALPHABET) for dummy in range(n))
@@ -155,6 +176,8 @@ def check_secret(key, value):
         )
     if any(c.isspace() for c in value):
         return "%s contains whitespace; use a value without spaces or line breaks" % key
+    if key in BASE64URL_32_KEYS:
+        return _base64url_32_problem(key, value)
     minimum = MIN_LENGTH.get(key, DEFAULT_MIN_LENGTH)
     if len(value) < minimum:
         return (
@@ -166,6 +189,22 @@ def check_secret(key, value):
             return "init_password is longer than Dify's limit of %d characters" % INIT_PASSWORD_MAX_LENGTH
         if not (any(c.isdigit() for c in value) and any(c.isalpha() for c in value)):
             return "init_password needs at least one letter and one digit (Dify's password rule)"
+    return None
+
+
+_BASE64URL = re.compile(r"\A[A-Za-z0-9_-]+\Z")
+
+
+def _base64url_32_problem(key, value):
+    fix = "remove the key so it is generated, or set one (e.g. openssl rand 32 | basenc --base64url | tr -d =)"
+    if not _BASE64URL.match(value):
+        return "%s must be unpadded base64url text (A-Z a-z 0-9 - _, no '='); %s" % (key, fix)
+    try:
+        decoded = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        return "%s is not valid base64url text; %s" % (key, fix)
+    if len(decoded) != 32:
+        return "%s must decode to exactly 32 bytes (it decodes to %d); %s" % (key, len(decoded), fix)
     return None
 
 

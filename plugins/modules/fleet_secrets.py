@@ -52,7 +52,8 @@ options:
       - Optional keys to generate as well when missing.
     type: list
     elements: str
-    choices: [weaviate_api_key, qdrant_api_key, init_password]
+    choices: [weaviate_api_key, qdrant_api_key, init_password, agent_api_token, agent_server_secret_key,
+              agent_shellctl_token]
     default: []
   rotate:
     description:

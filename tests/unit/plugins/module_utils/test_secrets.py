@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
+import string
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -67,12 +69,45 @@ def test_init_password_rules():
     assert s.check_secret("init_password", "abcdefghijk1") is None
 
 
-@pytest.mark.parametrize("key", s.KNOWN_KEYS)
+@pytest.mark.parametrize("key", [k for k in s.KNOWN_KEYS if k not in s.BASE64URL_32_KEYS])
 def test_generated_values_are_accepted_and_url_safe(key):
     value = s.generate(key)
     assert s.check_secret(key, value) is None
     assert value.isalnum()
     assert len(value) == s.GENERATED_LENGTH.get(key, s.DEFAULT_GENERATED_LENGTH)
+
+
+def test_the_agent_server_secret_key_is_unpadded_base64url_of_32_random_bytes():
+    values = {s.generate("agent_server_secret_key") for dummy in range(200)}
+    assert len(values) == 200
+    for value in values:
+        assert s.check_secret("agent_server_secret_key", value) is None
+        assert "=" not in value and len(value) == 43 and set(value) <= set(string.ascii_letters + string.digits + "-_")
+        assert len(base64.urlsafe_b64decode(value + "=")) == 32
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (base64.urlsafe_b64encode(bytes(range(32))).decode(), "unpadded base64url"),      # padded
+    (base64.b64encode(bytes(range(200, 232))).rstrip(b"=").decode(), "base64url"),    # '+' '/'
+    (base64.urlsafe_b64encode(bytes(range(24))).decode(), "exactly 32 bytes"),       # 24 bytes
+    ("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY", "public sample"),                # upstream's sample
+])
+def test_agent_server_secret_keys_the_agent_backend_would_refuse(value, fragment):
+    problem = s.check_secret("agent_server_secret_key", value)
+    assert problem and fragment in problem and value not in problem
+
+
+def test_agent_keys_are_optional_generated_once_and_rotated_through_the_dify_tier():
+    existing = {k: s.generate(k) for k in s.REQUIRED_KEYS}
+    new, generated, rotated = s.plan(existing, list(s.REQUIRED_KEYS) + list(s.AGENT_KEYS))
+    assert sorted(generated) == sorted(s.AGENT_KEYS) and not rotated
+    again, generated, dummy = s.plan(new, list(s.REQUIRED_KEYS) + list(s.AGENT_KEYS))
+    assert again == new and generated == []
+    for key in s.AGENT_KEYS:
+        assert key in s.OPTIONAL_KEYS and key not in s.REQUIRED_KEYS and s.ROTATION_TIERS[key] == ("dify",)
+    rotated_map, dummy, rotated = s.plan(new, [], rotate=["agent_server_secret_key"])
+    assert rotated == ["agent_server_secret_key"] and rotated_map["agent_server_secret_key"] != new["agent_server_secret_key"]
+    assert s.check_secret("agent_server_secret_key", rotated_map["agent_server_secret_key"]) is None
 
 
 def test_generated_values_differ():
