@@ -22,15 +22,25 @@ from ansible_collections.difyops.fleet.plugins.module_utils import dify_storage 
 from ansible_collections.difyops.fleet.plugins.module_utils import fleet as _fleet
 from ansible_collections.difyops.fleet.plugins.module_utils import secrets as _secrets
 
-SERVICES = ("api", "worker", "beat", "migration", "web", "sandbox", "plugin_daemon")
+SERVICES = ("api", "worker", "beat", "migration", "web", "sandbox", "plugin_daemon", "api_websocket",
+            "agent_backend", "local_sandbox")
 API_FAMILY = ("api", "worker", "beat", "migration")
+# The api image's services (api_websocket: 1.15+, where the fleet runs one).
+API_IMAGE = API_FAMILY + ("api_websocket",)
+# Services only some releases have: each exists where the release's data has
+# it (api_websocket: a compose entry of the api family; the agent services:
+# their own image family). A release without one builds nothing for it.
+OPTIONAL_SERVICES = {"api_websocket": ("api", "api_websocket"), "agent_backend": ("agent_backend", None),
+                     "local_sandbox": ("local_sandbox", None)}
 
 
 def _version(release):
     """A release's entry: the images its compose pins, and the contract data extracted from its tree."""
     images = release["images"]
+    families = ("api", "web", "sandbox", "plugin_daemon") + tuple(
+        f for f in ("agent_backend", "local_sandbox") if dify_schema.has_family(release, f))
     return {
-        "images": {family: images[family] for family in ("api", "web", "sandbox", "plugin_daemon")},
+        "images": {family: images[family] for family in families},
         "release": release,
     }
 
@@ -55,16 +65,20 @@ CHOICES = {
 
 # Groups of (service, variable) that must hold the same value.
 SHARED_SECRETS = {
-    "SECRET_KEY": [(s, "SECRET_KEY") for s in API_FAMILY],
-    "sandbox key": [("api", "CODE_EXECUTION_API_KEY"), ("worker", "CODE_EXECUTION_API_KEY"), ("sandbox", "API_KEY")],
-    "plugin daemon key": [("api", "PLUGIN_DAEMON_KEY"), ("worker", "PLUGIN_DAEMON_KEY"),
-                          ("plugin_daemon", "SERVER_KEY")],
-    "plugin inner API key": [(s, "INNER_API_KEY_FOR_PLUGIN") for s in ("api", "worker")]
-    + [("plugin_daemon", "DIFY_INNER_API_KEY")],
-    "database password": [(s, "DB_PASSWORD") for s in API_FAMILY] + [("plugin_daemon", "DB_PASSWORD")],
-    "redis password": [(s, "REDIS_PASSWORD") for s in API_FAMILY] + [("plugin_daemon", "REDIS_PASSWORD")],
-    "weaviate API key": [(s, "WEAVIATE_API_KEY") for s in API_FAMILY],
-    "qdrant API key": [(s, "QDRANT_API_KEY") for s in API_FAMILY],
+    "SECRET_KEY": [(s, "SECRET_KEY") for s in API_IMAGE],
+    "sandbox key": [("api", "CODE_EXECUTION_API_KEY"), ("worker", "CODE_EXECUTION_API_KEY"),
+                    ("api_websocket", "CODE_EXECUTION_API_KEY"), ("sandbox", "API_KEY")],
+    "plugin daemon key": [(s, "PLUGIN_DAEMON_KEY") for s in ("api", "worker", "api_websocket")]
+    + [("plugin_daemon", "SERVER_KEY"), ("agent_backend", "DIFY_AGENT_PLUGIN_DAEMON_API_KEY")],
+    "plugin inner API key": [(s, "INNER_API_KEY_FOR_PLUGIN") for s in ("api", "worker", "api_websocket")]
+    + [("plugin_daemon", "DIFY_INNER_API_KEY"), ("agent_backend", "DIFY_AGENT_INNER_API_KEY")],
+    "agent API token": [(s, "AGENT_BACKEND_API_TOKEN") for s in ("api", "worker", "api_websocket")]
+    + [("agent_backend", "DIFY_AGENT_API_TOKEN")],
+    "shellctl token": [("agent_backend", "DIFY_AGENT_SHELLCTL_AUTH_TOKEN"), ("local_sandbox", "SHELLCTL_AUTH_TOKEN")],
+    "database password": [(s, "DB_PASSWORD") for s in API_IMAGE] + [("plugin_daemon", "DB_PASSWORD")],
+    "redis password": [(s, "REDIS_PASSWORD") for s in API_IMAGE] + [("plugin_daemon", "REDIS_PASSWORD")],
+    "weaviate API key": [(s, "WEAVIATE_API_KEY") for s in API_IMAGE],
+    "qdrant API key": [(s, "QDRANT_API_KEY") for s in API_IMAGE],
 }
 
 # What a vector store needs before Dify can reach it, per VECTOR_STORE: each
@@ -113,6 +127,11 @@ REQUIRED_SECRETS = {
     "web": (),
     "sandbox": ("API_KEY",),
     "plugin_daemon": ("SERVER_KEY", "DIFY_INNER_API_KEY", "DB_PASSWORD"),
+    "api_websocket": ("SECRET_KEY", "DB_PASSWORD", "CODE_EXECUTION_API_KEY", "PLUGIN_DAEMON_KEY",
+                      "INNER_API_KEY_FOR_PLUGIN"),
+    "agent_backend": ("DIFY_AGENT_API_TOKEN", "DIFY_AGENT_SERVER_SECRET_KEY", "DIFY_AGENT_SHELLCTL_AUTH_TOKEN",
+                      "DIFY_AGENT_PLUGIN_DAEMON_API_KEY", "DIFY_AGENT_INNER_API_KEY"),
+    "local_sandbox": ("SHELLCTL_AUTH_TOKEN",),
 }
 
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|CREDENTIAL|CONNECTION_STRING|_DSN$|^SENTRY_DSN$|BROKER_URL|"
@@ -133,7 +152,43 @@ class ContractError(Exception):
 
 
 def family(service):
-    return "api" if service in API_FAMILY else service
+    return "api" if service in API_IMAGE else service
+
+
+def has_service(version, service):
+    """Whether release ``version`` runs ``service`` (the release's data says; see OPTIONAL_SERVICES)."""
+    release = _release(version)
+    if service not in OPTIONAL_SERVICES:
+        return service in SERVICES
+    fam, compose_name = OPTIONAL_SERVICES[service]
+    if not dify_schema.has_family(release, fam):
+        return False
+    return compose_name is None or compose_name in (release[fam].get("compose") or {})
+
+
+def services(version):
+    """The services release ``version`` has, in SERVICES order."""
+    return tuple(s for s in SERVICES if has_service(version, s))
+
+
+_COMPOSE_DEFAULT = re.compile(r"\A\$\{[A-Z0-9_]+:-(?P<default>[^${}]*)\}\Z")
+
+
+def compose_defaults(version, fam, compose_name):
+    """Upstream's compose ``environment`` of one service with each ``${VAR:-default}`` resolved to its default.
+
+    Literal values are kept; a value that nests another variable is left out.
+    """
+    environment = (_release(version)[fam].get("compose", {}).get(compose_name) or {}).get("environment") or {}
+    out = {}
+    for name, value in environment.items():
+        value = _s(value)
+        m = _COMPOSE_DEFAULT.match(value)
+        if m:
+            out[name] = m.group("default")
+        elif "$" not in value:
+            out[name] = value
+    return out
 
 
 def is_secret(name):
@@ -441,7 +496,7 @@ def _api_family(service, ctx, version):
     secrets = ctx.get("secrets") or {}
     sizing = ctx.get("sizing") or {}
     env = {
-        "MODE": service,
+        "MODE": "api" if service == "api_websocket" else service,
         "EDITION": "SELF_HOSTED",
         "DEPLOY_ENV": ctx.get("deploy_env", "PRODUCTION"),
         "LOG_LEVEL": ctx.get("log_level", "INFO"),
@@ -478,8 +533,14 @@ def _api_family(service, ctx, version):
     env["PUBSUB_REDIS_URL"] = event_bus_url(ctx, redis)
     if reads(version, "api", "ENABLE_COLLABORATION_MODE"):
         # On by default from 1.15: the console then opens a socket.io connection
-        # that needs the api_websocket service, which the fleet does not run.
+        # that needs the api_websocket service (context.collaboration: the fleet runs one).
         env["ENABLE_COLLABORATION_MODE"] = "true" if ctx.get("collaboration") else "false"
+    agent_url = (ctx.get("urls") or {}).get("agent_backend")
+    if agent_url and reads(version, "api", "AGENT_BACKEND_BASE_URL"):
+        # 1.16+: api and worker call the agent backend with its API token.
+        env["AGENT_BACKEND_BASE_URL"] = _s(agent_url).rstrip("/")
+        if reads(version, "api", "AGENT_BACKEND_API_TOKEN"):
+            env["AGENT_BACKEND_API_TOKEN"] = secrets.get("agent_api_token", "")
     if env["VECTOR_STORE"] == "pgvector" and env["DB_TYPE"] != "postgresql" and not (ctx.get("pgvector") or {}).get("host"):
         raise ContractError(
             "VECTOR_STORE=pgvector needs PostgreSQL but DB_TYPE is %s and no pgvector host is set: set "
@@ -491,10 +552,10 @@ def _api_family(service, ctx, version):
     env.update(ctx.get("vector_env") or {})
     env.update(storage_envs(ctx)[0])
     sentry = ctx.get("sentry") or {}
-    if service == "api":
+    if service in ("api", "api_websocket"):
         env.update({
             "DIFY_BIND_ADDRESS": "0.0.0.0",
-            "DIFY_PORT": _s(ctx.get("ports", {}).get("api", 5001)),
+            "DIFY_PORT": _s((ctx.get("ports") or {}).get(service, 5001 if service == "api" else 5005)),
             "SERVER_WORKER_AMOUNT": _s(sizing.get("gunicorn_workers", 1)),
             "SERVER_WORKER_CLASS": "gevent",
             "GUNICORN_TIMEOUT": "360",
@@ -503,6 +564,11 @@ def _api_family(service, ctx, version):
             "PLUGIN_MAX_PACKAGE_SIZE": "52428800",
             "PLUGIN_DAEMON_TIMEOUT": "600.0",
         })
+    if service == "api_websocket":
+        # upstream's websocket worker settings (its compose entry), over the api's
+        for name, value in compose_defaults(version, "api", "api_websocket").items():
+            if name != "MODE":
+                env[name] = value
     if service == "worker":
         autoscale = sizing.get("celery_autoscale") or []
         env["CELERY_WORKER_AMOUNT"] = _s(sizing.get("celery_concurrency", 1))
@@ -513,7 +579,7 @@ def _api_family(service, ctx, version):
             env["CELERY_AUTO_SCALE"] = "false"
         if ctx.get("celery_queues"):
             env["CELERY_QUEUES"] = ",".join(ctx["celery_queues"])
-    if service in ("api", "worker", "beat") and sentry.get("api_dsn"):
+    if service in ("api", "worker", "beat", "api_websocket") and sentry.get("api_dsn"):
         env.update({"SENTRY_DSN": sentry["api_dsn"],
                     "SENTRY_TRACES_SAMPLE_RATE": _s(sentry.get("traces_sample_rate", 1.0)),
                     "SENTRY_PROFILES_SAMPLE_RATE": _s(sentry.get("profiles_sample_rate", 1.0))})
@@ -589,30 +655,129 @@ def _plugin_daemon(ctx, version):
     return env
 
 
+def agent_redis_url(ctx, version=DEFAULT_VERSION):
+    """DIFY_AGENT_REDIS_URL: redis-py's from_url (no Sentinel), upstream's database (its compose default's path).
+
+    The host is ``ctx['agent']['redis']`` (``host:port``; the dify role gives
+    the fleet's initial Redis master, the first dify_redis host), else the
+    REDIS_HOST/REDIS_PORT of a fleet without Sentinels. The fleet's Redis user
+    and password are added.
+    """
+    redis = redis_env(ctx, version=version)
+    given = _s((ctx.get("agent") or {}).get("redis")).strip()
+    if not given:
+        if not redis.get("REDIS_HOST"):
+            raise ContractError("context.agent.redis (host:port of a Redis master) is required for the agent "
+                                "backend: its DIFY_AGENT_REDIS_URL cannot follow Sentinel")
+        given = "%s:%s" % (_url_host(redis["REDIS_HOST"]), redis.get("REDIS_PORT", "6379"))
+    if "://" in given or "/" in given or "@" in given:
+        raise ContractError("context.agent.redis %r must be host:port (the agent backend's Redis)" % given)
+    # upstream's default ("${DIFY_AGENT_REDIS_URL:-redis://:${REDIS_PASSWORD:-...}@redis:6379/2}") ends in its DB
+    raw = _s(((_release(version)["agent_backend"].get("compose") or {}).get("agent_backend") or {})
+             .get("environment", {}).get("DIFY_AGENT_REDIS_URL"))
+    db = re.search(r"/(\d+)\}*\Z", raw)
+    path = "/" + (db.group(1) if db else "0")
+    user = redis.get("REDIS_USERNAME", "")
+    password = (ctx.get("secrets") or {}).get("redis_password") or redis.get("REDIS_PASSWORD", "")
+    auth = "%s:%s@" % (quote(user, safe=""), quote(password, safe="")) if (user or password) else ""
+    scheme = "rediss" if redis.get("REDIS_USE_SSL") == "true" else "redis"
+    return "%s://%s%s%s" % (scheme, auth, given, path)
+
+
+def _agent_backend(ctx, version):
+    """The agent backend (1.16+): its DIFY_AGENT_* settings from the fleet.
+
+    Upstream's compose defaults that are neither secrets nor addresses are
+    kept (Redis prefix, run retention, shutdown grace); the rest comes from
+    the fleet: Redis (agent_redis_url), the plugin daemon and the inner api
+    (their keys shared with api and the daemon), the shellctl entrypoint (the
+    local sandbox, ``urls.local_sandbox``) and its token, and the stub base
+    URL, this agent backend's own address (``agent.self_url``) with
+    upstream's path.
+    """
+    secrets = ctx.get("secrets") or {}
+    agent = ctx.get("agent") or {}
+    defaults = compose_defaults(version, "agent_backend", "agent_backend")
+    env = {k: v for k, v in defaults.items()
+           if not is_secret(k) and not ADDRESS_NAME.search(k) and k != "DIFY_AGENT_SHELLCTL_ENTRYPOINT"}
+    stub_path = urlsplit(defaults.get("DIFY_AGENT_STUB_API_BASE_URL", "")).path
+    self_url = _s(agent.get("self_url")).rstrip("/")
+    if not self_url:
+        raise ContractError("context.agent.self_url (http://address:port of this agent backend) is required")
+    env.update({
+        "DIFY_AGENT_REDIS_URL": agent_redis_url(ctx, version),
+        "DIFY_AGENT_API_TOKEN": secrets.get("agent_api_token", ""),
+        "DIFY_AGENT_SERVER_SECRET_KEY": secrets.get("agent_server_secret_key", ""),
+        "DIFY_AGENT_SHELLCTL_AUTH_TOKEN": secrets.get("agent_shellctl_token", ""),
+        "DIFY_AGENT_SHELLCTL_ENTRYPOINT": _s(_need(ctx, "urls.local_sandbox")).rstrip("/"),
+        "DIFY_AGENT_PLUGIN_DAEMON_URL": _s(_need(ctx, "urls.plugin_daemon")).rstrip("/"),
+        "DIFY_AGENT_PLUGIN_DAEMON_API_KEY": secrets.get("plugin_daemon_key", ""),
+        "DIFY_AGENT_INNER_API_URL": _s(_need(ctx, "urls.api")).rstrip("/"),
+        "DIFY_AGENT_INNER_API_KEY": secrets.get("plugin_inner_api_key", ""),
+        "DIFY_AGENT_STUB_API_BASE_URL": self_url + stub_path,
+    })
+    return env
+
+
+def _local_sandbox(ctx, version):
+    """The agent's local sandbox (1.16+): the shellctl token and its only way out, the agent SSRF proxy.
+
+    ``urls.agent_ssrf_proxy`` is the proxy as the sandbox reaches it (the dify
+    role: the proxy port at the sandbox network's gateway on a proxy host,
+    else the first dify_agent_ssrf_proxy host); NO_PROXY is upstream's.
+    """
+    secrets = ctx.get("secrets") or {}
+    proxy = _s(_need(ctx, "urls.agent_ssrf_proxy")).rstrip("/")
+    defaults = compose_defaults(version, "local_sandbox", "local_sandbox")
+    env = {"SHELLCTL_AUTH_TOKEN": secrets.get("agent_shellctl_token", ""), "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy}
+    if "NO_PROXY" in defaults:
+        env["NO_PROXY"] = defaults["NO_PROXY"]
+    return env
+
+
 def build_service(service, ctx, version=DEFAULT_VERSION):
     """The environment of one service as release ``version`` reads it, before extras and validation."""
     if service not in SERVICES:
         raise ContractError("service %r is not one of %s" % (service, ", ".join(SERVICES)))
-    if service in API_FAMILY:
+    if not has_service(version, service):
+        raise ContractError("Dify %s has no %s service (not in this release)" % (version, service))
+    if service in API_IMAGE:
         return _api_family(service, ctx, version)
     if service == "web":
         return _web(ctx, version)
     if service == "sandbox":
         return _sandbox(ctx)
+    if service == "agent_backend":
+        return _agent_backend(ctx, version)
+    if service == "local_sandbox":
+        return _local_sandbox(ctx, version)
     return _plugin_daemon(ctx, version)
 
 
+def fleet_services(ctx, version=DEFAULT_VERSION):
+    """The services built for this fleet: those of the release, the optional ones only where
+    ``ctx['optional_services']`` lists them (the fleet has hosts in their groups)."""
+    wanted = set(ctx.get("optional_services") or ())
+    return tuple(s for s in services(version) if s not in OPTIONAL_SERVICES or s in wanted)
+
+
 def build_all(ctx, extra_env=None, version=DEFAULT_VERSION):
-    """Every service's environment for release ``version``: built, then extras (``all`` then per service) applied."""
+    """Every service's environment for release ``version``: built, then extras (``all`` then per service) applied.
+
+    Services the release does not have (the agent services before 1.16) and
+    optional ones the fleet does not run (``ctx['optional_services']``) are
+    not built.
+    """
     _release(version)
     extra_env = extra_env or {}
     for key in extra_env:
         if key != "all" and key not in SERVICES:
             raise ContractError("extra_env key %r is not 'all' or one of %s" % (key, ", ".join(SERVICES)))
     envs = {}
-    for service in SERVICES:
+    for service in fleet_services(ctx, version):
         env = build_service(service, ctx, version)
-        for scope in ("all", service):
+        # 'all' is the Dify services' (not the agent ones', which share none of their names)
+        for scope in (("all", service) if service not in ("agent_backend", "local_sandbox") else (service,)):
             for name, value in (extra_env.get(scope) or {}).items():
                 env[str(name)] = _s(value)
         envs[service] = {k: _s(v) for k, v in env.items()}
@@ -653,6 +818,9 @@ HEALTHCHECK_TIMING = {
     "web": {"interval": "30s", "timeout": "5s", "retries": 3, "start_period": "30s"},
     "sandbox": {"interval": "30s", "timeout": "5s", "retries": 3, "start_period": "10s"},
     "plugin_daemon": {"interval": "30s", "timeout": "5s", "retries": 3, "start_period": "30s"},
+    "api_websocket": {"interval": "30s", "timeout": "5s", "retries": 3, "start_period": "30s"},
+    "agent_backend": {"interval": "30s", "timeout": "5s", "retries": 3, "start_period": "20s"},
+    "local_sandbox": {"interval": "30s", "timeout": "5s", "retries": 3, "start_period": "10s"},
 }
 HEALTHCHECK_FALLBACK = {
     "api": ["CMD", "curl", "-fsS", "http://127.0.0.1:5001/health"],
@@ -660,29 +828,69 @@ HEALTHCHECK_FALLBACK = {
             "fetch('http://127.0.0.1:3000/').then(r=>process.exit(r.status<500?0:1)).catch(()=>process.exit(1))"],
     "sandbox": ["CMD", "curl", "-fsS", "http://127.0.0.1:8194/health"],
     "plugin_daemon": ["CMD", "curl", "-fsS", "http://127.0.0.1:5002/health/check"],
+    # no health route (FastAPI answers /openapi.json); python is the image's own (its venv)
+    "agent_backend": ["CMD", "python", "-c",
+                      "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5050/openapi.json', timeout=4)"],
 }
 COMPOSE_SERVICE = {"api": ("api", "api"), "worker": ("api", "worker"), "beat": ("api", "worker_beat"),
                    "web": ("web", "web"), "sandbox": ("sandbox", "sandbox"),
-                   "plugin_daemon": ("plugin_daemon", "plugin_daemon")}
+                   "plugin_daemon": ("plugin_daemon", "plugin_daemon"),
+                   # the websocket api has no check of its own upstream: the api's, on its port
+                   "api_websocket": ("api", "api"),
+                   "agent_backend": ("agent_backend", "agent_backend"),
+                   "local_sandbox": ("local_sandbox", "local_sandbox")}
+# The port each check asks (upstream's, in the data) and the context's port that replaces it
+# (the local sandbox keeps its image's port: it runs on its own network, published).
+HEALTHCHECK_PORT = {"api_websocket": 5001, "agent_backend": 5050}
 
 
-def healthchecks(version=DEFAULT_VERSION):
+def _on_port(words, old, new):
+    return [re.sub(r"(?<=:)%d(?=/|'|$)" % old, str(new), str(w)) for w in words]
+
+
+def healthchecks(version=DEFAULT_VERSION, ports=None):
     """Per long-running service, the healthcheck in docker_container's form, from the release's data.
 
     A check that runs a module of the api tree (upstream's ``celery -A
     celery_healthcheck.celery inspect ping``) is used only where the release's
     tree has that file: ``api/celery_healthcheck.py`` exists from 1.14 on, so
-    the 1.13.3 worker has none (as in 1.13.3's compose file).
+    the 1.13.3 worker has none (as in 1.13.3's compose file). Services the
+    release does not have get none. ``ports`` (service -> port) moves the check
+    of a host-network service that does not listen on upstream's port
+    (api_websocket, agent_backend).
     """
     release = _release(version)
+    ports = ports or {}
     out = {}
     for service, (fam, compose_name) in COMPOSE_SERVICE.items():
+        if not has_service(version, service):
+            continue
         test = (release[fam].get("compose", {}).get(compose_name) or {}).get("healthcheck")
         test = list(test) if test else list(HEALTHCHECK_FALLBACK.get(service, ["NONE"]))
+        if service in HEALTHCHECK_PORT:
+            default = 5005 if service == "api_websocket" else HEALTHCHECK_PORT[service]
+            test = _on_port(test, HEALTHCHECK_PORT[service], int(ports.get(service) or default))
         for module, path in (("celery_healthcheck", "api/celery_healthcheck.py"),):
             if any(module in str(word) for word in test) and not dify_schema.has_file(release, path):
                 test = ["NONE"]
         out[service] = {"test": test} if test == ["NONE"] else dict(HEALTHCHECK_TIMING[service], test=test)
+    return out
+
+
+def commands(version=DEFAULT_VERSION, ports=None):
+    """The image's own command (the release's Dockerfile CMD) for a host-network service on a moved port.
+
+    Only the agent backend (uvicorn ``--port``; its CMD wins over UVICORN_PORT):
+    the others keep their image's command.
+    """
+    release = _release(version)
+    out = {}
+    if has_service(version, "agent_backend"):
+        cmd = [str(w) for w in release["agent_backend"]["dockerfile"]["cmd"]]
+        port = (ports or {}).get("agent_backend")
+        if port and "--port" in cmd:
+            cmd[cmd.index("--port") + 1] = str(port)
+        out["agent_backend"] = cmd
     return out
 
 
@@ -695,6 +903,16 @@ def validate_service(service, env, version=DEFAULT_VERSION, allow_unknown=()):
     """
     errors = []
     fam = family(service)
+    if not has_service(version, service):
+        return ["%s: Dify %s has no %s service (not in this release)" % (service, version, service)]
+    # names upstream's compose file sets for this service are read by it (the
+    # local sandbox's HTTP(S)_PROXY, NO_PROXY reach its jobs)
+    compose_fam, compose_name = COMPOSE_SERVICE.get(service, (fam, service))
+    if service in OPTIONAL_SERVICES:
+        compose_fam, compose_name = OPTIONAL_SERVICES[service][0], OPTIONAL_SERVICES[service][1] or service
+    allow_unknown = tuple(allow_unknown) + tuple(
+        (VERSIONS[version]["release"][compose_fam].get("compose", {}).get(compose_name) or {}).get("environment")
+        or ())
     for problem in dify_schema.validate_env(VERSIONS[version]["release"], fam, env, allow_unknown):
         if "is not a variable Dify" in problem:
             name = problem.split(" ", 1)[0]
@@ -808,9 +1026,12 @@ def validate_all(envs, version=DEFAULT_VERSION, allow_unknown=()):
         raise ContractError("dify_version %r has no contract data; known: %s" % (version, ", ".join(VERSIONS)))
     errors = []
     for service in SERVICES:
-        errors.extend(validate_service(service, envs[service], version, allow_unknown))
+        if service in envs:
+            errors.extend(validate_service(service, envs[service], version, allow_unknown))
     for label, members in SHARED_SECRETS.items():
-        values = {envs[s].get(n) for s, n in members}
+        # (api and worker hold the agent token only where the fleet runs an agent backend)
+        values = {envs[s].get(n) for s, n in members
+                  if s in envs and (n in envs[s] or label != "agent API token")}
         if len(values) > 1:
             errors.append("%s differs between %s; they must be equal"
                           % (label, ", ".join("%s.%s" % m for m in members)))

@@ -39,7 +39,7 @@ options:
     description: The service whose env file is written.
     type: str
     required: true
-    choices: [api, worker, beat, migration, web, sandbox, plugin_daemon]
+    choices: [api, worker, beat, migration, web, sandbox, plugin_daemon, api_websocket, agent_backend, local_sandbox]
   version:
     description: The Dify release whose contract applies (C(1.13.3) or C(1.16.1)).
     type: str
@@ -69,7 +69,15 @@ options:
         grpc_endpoint, tokenization), C(qdrant) (url, client_timeout, grpc_enabled,
         grpc_port, replication_factor), C(vector_env) (any other vector store's variables,
         applied last), C(collaboration) (ENABLE_COLLABORATION_MODE where the release reads
-        it; default false), C(log_format), C(log_level), C(sentry), C(otel_env), C(ports).
+        it; default false), C(log_format), C(log_level), C(sentry), C(otel_env), C(ports)
+        (api_websocket, agent_backend: the ports they listen on).
+      - "Dify 1.16+ services: C(optional_services) (which of api_websocket, agent_backend,
+        local_sandbox the fleet runs; only those are built, and only where the release has
+        them), C(agent) (redis: C(host:port) of the Redis master the agent backend uses, DB from
+        upstream's compose; self_url: this agent backend's C(http://address:port), its stub base
+        URL), C(urls.agent_backend) (api and worker's AGENT_BACKEND_BASE_URL where the release reads
+        it), C(urls.local_sandbox) (the shellctl entrypoint), C(urls.agent_ssrf_proxy) (the local
+        sandbox's HTTP(S)_PROXY)."
       - Names a release's image no longer reads are not rendered for it (e.g. C(EDITION)
         for the 1.16.1 web image), and names it reads only from some release on are
         rendered only there (C(CONSOLE_WEB_URL) for web, C(ENABLE_COLLABORATION_MODE)).
@@ -83,7 +91,8 @@ options:
   secrets:
     description:
       - "The fleet's secrets (keys of C(difyops_secrets)) used here: C(secret_key), C(db_password), C(redis_password), C(redis_sentinel_password),
-        C(sandbox_api_key), C(plugin_daemon_key), C(plugin_inner_api_key), and
+        C(sandbox_api_key), C(plugin_daemon_key), C(plugin_inner_api_key), on a fleet with an agent
+        backend C(agent_api_token), C(agent_server_secret_key) and C(agent_shellctl_token), and
         optionally C(pgvector_password), C(weaviate_api_key) (C(WEAVIATE_API_KEY) when
         C(vector_store=weaviate)) and C(qdrant_api_key) (C(QDRANT_API_KEY) when
         C(vector_store=qdrant)). Dify's public sample keys are refused."
@@ -189,7 +198,9 @@ image_family:
   returned: always
   type: str
 images:
-  description: The images the contract pins for O(version), by image family (api, web, sandbox, plugin_daemon).
+  description:
+    - The images the contract pins for O(version), by image family (api, web, sandbox, plugin_daemon, and
+      agent_backend, local_sandbox where the release has them).
   returned: always
   type: dict
   sample: {api: "langgenius/dify-api:1.13.3", sandbox: "langgenius/dify-sandbox:0.2.14"}
@@ -215,6 +226,13 @@ healthchecks:
   returned: always
   type: dict
   sample: {worker: {test: [NONE]}, api: {test: [CMD, curl, -fsS, "http://127.0.0.1:5001/health"], interval: 30s}}
+commands:
+  description:
+    - The command of a host-network service whose port moved (C(context.ports)), from the release's
+      Dockerfile CMD (the agent backend's uvicorn C(--port), 1.16 on); other services keep their image's.
+  returned: always
+  type: dict
+  sample: {agent_backend: [uvicorn, "dify_agent.server.app:app", --host, 0.0.0.0, --port, "5050"]}
 """
 
 import os
@@ -230,6 +248,8 @@ from ansible_collections.difyops.fleet.plugins.module_utils.dify_contract import
     build_all,
     container_env_problems,
     family,
+    commands,
+    has_service,
     healthchecks,
     is_secret,
     masked,
@@ -288,11 +308,18 @@ def main():
     if errors:
         module.fail_json(msg="Dify env contract (%s) refused: %s" % (p["version"], "; ".join(errors)),
                          errors=errors)
+    if service not in envs:
+        module.fail_json(msg="Dify env contract (%s): there is no %s service to write: %s" % (
+            p["version"], service,
+            "the release has none" if not has_service(p["version"], service)
+            else "context.optional_services does not list it (the fleet has no host in its group)"))
     env = envs[service]
     release = VERSIONS[p["version"]]["release"]
     result = dict(changed=False, env=masked(env), image_family=family(service),
                   images=dict(VERSIONS[p["version"]]["images"]), api_files=list(release["api"]["files"]),
-                  source_commit=release["sources"]["dify"]["commit"], healthchecks=healthchecks(p["version"]))
+                  source_commit=release["sources"]["dify"]["commit"],
+                  healthchecks=healthchecks(p["version"], ctx.get("ports")),
+                  commands=commands(p["version"], ctx.get("ports")))
     if p["validate_only"]:
         module.exit_json(**result)
 
