@@ -830,7 +830,8 @@ HEALTHCHECK_FALLBACK = {
     "plugin_daemon": ["CMD", "curl", "-fsS", "http://127.0.0.1:5002/health/check"],
     # no health route (FastAPI answers /openapi.json); python is the image's own (its venv)
     "agent_backend": ["CMD", "python", "-c",
-                      "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5050/openapi.json', timeout=4)"],
+                      "import http.client as h, sys; c = h.HTTPConnection('127.0.0.1:5050', timeout=4); "
+                      "c.request('GET', '/openapi.json'); sys.exit(c.getresponse().status != 200)"],
 }
 COMPOSE_SERVICE = {"api": ("api", "api"), "worker": ("api", "worker"), "beat": ("api", "worker_beat"),
                    "web": ("web", "web"), "sandbox": ("sandbox", "sandbox"),

@@ -1121,7 +1121,7 @@ def check_dify_versions(groups, hostvars):
     supported, default = _dify_versions()
     found = {}
     versions = {}
-    hosts = _members(groups, *(APP_GROUPS + ("dify_web", "dify_sandbox", "dify_plugin_daemon")))
+    hosts = _members(groups, *catalog.groups_for(tier="dify"))
     for host in hosts:
         value = _literal(hostvars.get(host) or {}, "dify_version", default)
         if value is None:
@@ -1143,6 +1143,46 @@ def check_dify_versions(groups, hostvars):
         text = "; ".join("%s on %s" % (v, catalog.hosts_text(h)) for v, h in sorted(versions.items()))
         errors.append("%s: dify_version differs between the Dify hosts (%s); they share one database schema. Set "
                       "one dify_version in group_vars/all." % (catalog.hosts_text(hosts), text))
+    return errors
+
+
+# The services of a release (dify_contract.has_service, from its data) and the
+# groups that run them: Dify 1.16's api and worker call the agent backend,
+# which drives the local sandbox, whose only way out is the agent SSRF proxy.
+RELEASE_SERVICES = (("agent_backend", "dify_agent_backend"), ("local_sandbox", "dify_local_sandbox"),
+                    ("agent_backend", "dify_agent_ssrf_proxy"), ("api_websocket", "dify_api_websocket"))
+AGENT_GROUPS = ("dify_agent_backend", "dify_local_sandbox", "dify_agent_ssrf_proxy")
+
+
+def check_dify_release_services(groups, hostvars):
+    """The groups the fleet's dify_version needs (the agent services from 1.16), and none it does not have."""
+    from ansible_collections.difyops.fleet.plugins.module_utils import dify_contract
+    supported, default = _dify_versions()
+    dify_groups = catalog.groups_for(tier="dify")
+    values = set()
+    for host in _members(groups, *dify_groups):
+        value = _literal(hostvars.get(host) or {}, "dify_version", default)
+        if value is not None:
+            values.add(str(value))
+    if len(values) != 1 or list(values)[0] not in supported:
+        return []      # none, several or unknown: check_dify_versions says so
+    version = values.pop()
+    errors = []
+    unexpected = [g for s, g in RELEASE_SERVICES if not dify_contract.has_service(version, s) and
+                  catalog.members(groups, g)]
+    for group in unexpected:
+        errors.append("%s: group %s runs a service Dify %s does not have (dify_version = %r); remove the hosts "
+                      "from %s, or set a dify_version that has it (%s)."
+                      % (catalog.hosts_text(catalog.members(groups, group)), group, version, version, group,
+                         ", ".join(v for v in supported if dify_contract.has_service(
+                             v, dict((g, s) for s, g in RELEASE_SERVICES)[group])) or "none yet"))
+    if dify_contract.has_service(version, "agent_backend") and catalog.members(groups, "dify_api"):
+        missing = [g for g in AGENT_GROUPS if not catalog.members(groups, g)]
+        if missing:
+            errors.append("dify_version = %r: Dify %s's api and worker call the agent backend, which runs code in "
+                          "the local sandbox, whose only way out is the agent SSRF proxy; the inventory has no "
+                          "host in %s. Add hosts to %s (one host may run all three), or keep dify_version: %r."
+                          % (version, version, ", ".join(missing), " and ".join(missing), default))
     return errors
 
 
@@ -1441,7 +1481,7 @@ MISTAKE_RULES = (
     check_public_names, check_one_server_name, check_certbot_email, check_ssrf_allow_lists, check_sandbox_network,
     check_firewall_sources, check_firewall_extra_keys, check_ssh_port_open, check_cert_push_ssh,
     check_postgresql_versions,
-    check_dify_versions, check_host_only_values, check_sentinel_entries, check_storage_locations,
+    check_dify_versions, check_dify_release_services, check_host_only_values, check_sentinel_entries, check_storage_locations,
     check_url_values, check_app_consistency, check_master_name, check_secrets_consistency,
     check_inventory_credentials, check_credentials_in_plain_names, check_memory_knob, check_redis_maxmemory,
     check_ha_flag,

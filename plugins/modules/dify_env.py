@@ -70,7 +70,7 @@ options:
         grpc_port, replication_factor), C(vector_env) (any other vector store's variables,
         applied last), C(collaboration) (ENABLE_COLLABORATION_MODE where the release reads
         it; default false), C(log_format), C(log_level), C(sentry), C(otel_env), C(ports)
-        (api_websocket, agent_backend: the ports they listen on).
+        (the ports api_websocket and agent_backend listen on).
       - "Dify 1.16+ services: C(optional_services) (which of api_websocket, agent_backend,
         local_sandbox the fleet runs; only those are built, and only where the release has
         them), C(agent) (redis: C(host:port) of the Redis master the agent backend uses, DB from

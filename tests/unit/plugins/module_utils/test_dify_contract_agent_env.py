@@ -195,7 +195,8 @@ def test_healthchecks_and_commands_follow_the_ports():
     checks = dc.healthchecks("1.16.1", {"api_websocket": 5015, "agent_backend": 5051})
     assert checks["api_websocket"]["test"] == ["CMD", "curl", "-f", "http://localhost:5015/health"]
     assert checks["api"]["test"] == ["CMD", "curl", "-f", "http://localhost:5001/health"]
-    assert "127.0.0.1:5051/openapi.json" in checks["agent_backend"]["test"][-1]
+    assert "'127.0.0.1:5051'" in checks["agent_backend"]["test"][-1] and "/openapi.json" in checks["agent_backend"]["test"][-1]
+    assert "'127.0.0.1:5050'" in dc.healthchecks("1.16.1")["agent_backend"]["test"][-1]
     assert checks["local_sandbox"]["test"] == ["CMD", "curl", "-f", "http://localhost:5004/healthz"]
     assert "5005/health" in dc.healthchecks("1.16.1")["api_websocket"]["test"][-1]
     cmd = dc.commands("1.16.1", {"agent_backend": 5051})["agent_backend"]
