@@ -35,6 +35,18 @@ on the event bus, the way Dify's api streams what its workers generate.
 It serves /health on the port of the service it replaces (api 5001, web 3000,
 sandbox 8194, plugin daemon 5002) and writes its report as JSON to
 /app/logs/probe-<mode>.json and on GET /probe.
+
+Dify 1.16's services: as agent_backend it parses its DIFY_AGENT_* settings
+with the agent's ServerSettings semantics (dify_schema, from the release
+data), connects to Redis with DIFY_AGENT_REDIS_URL (redis-py's from_url, as
+the agent's lifespan does) and reports the database it reached, asks the
+local sandbox (its shellctl entrypoint, with the token) and serves
+/openapi.json on the port its command line gives (uvicorn --port); as
+local_sandbox it answers /healthz (the rest of /v1 only with the
+SHELLCTL_AUTH_TOKEN bearer) on its --listen port and reports whether it can
+reach anything but its proxy (PROBE_EGRESS_TARGETS, host:port list); as
+api_websocket (MODE=api with the websocket worker class) it answers a
+websocket upgrade on /socket.io/ with 101.
 MODE=migration creates the probe's tables, records the run in
 difyops_probe_migrations and exits.
 """
@@ -60,7 +72,14 @@ ENV = os.environ
 def infer_mode():
     """Dify's api image reads MODE; the other images are told apart by their own variables."""
     if ENV.get("MODE"):
+        # the websocket api is the api image with gevent-websocket's worker class
+        if ENV["MODE"] == "api" and "websocket" in ENV.get("SERVER_WORKER_CLASS", "").lower():
+            return "api_websocket"
         return ENV["MODE"]
+    if any(k.startswith("DIFY_AGENT_") for k in ENV):
+        return "agent_backend"
+    if "SHELLCTL_AUTH_TOKEN" in ENV:
+        return "local_sandbox"
     if "SERVER_KEY" in ENV:
         return "plugin_daemon"
     if "API_KEY" in ENV and "SANDBOX_PORT" in ENV:
@@ -77,7 +96,8 @@ LOCK = threading.Lock()
 LOG_DIR = "/app/logs"
 CONTRACT_DIR = os.environ.get("PROBE_CONTRACT_DIR", "/app/contract")
 FAMILY = {"api": "api", "worker": "api", "beat": "api", "migration": "api", "web": "web",
-          "sandbox": "sandbox", "plugin_daemon": "plugin_daemon"}
+          "sandbox": "sandbox", "plugin_daemon": "plugin_daemon", "api_websocket": "api",
+          "agent_backend": "agent_backend", "local_sandbox": "local_sandbox"}
 # The Celery queue the streamed answer's task goes to (one of those Dify's
 # worker consumes by default) and the task's name.
 STREAM_QUEUE = "workflow"
@@ -115,9 +135,12 @@ def load_config():
             except ValueError as exc:  # Dify's api and worker stop at start on it
                 sys.stderr.write("Dify %s's event bus: %s\n" % (release["release"], exc))
                 sys.exit(1)
-    elif family in ("plugin_daemon", "sandbox"):
+    elif family in ("plugin_daemon", "sandbox", "agent_backend"):
         known = schema.known_names(release, family)
         env = dict((k, v) for k, v in ENV.items() if k in known)
+        if not schema.has_family(release, family):
+            sys.stderr.write("Dify %s has no %s image\n" % (release["release"], family))
+            sys.exit(1)
         errors = schema.validate_env(release, family, env)
         if errors:
             sys.stderr.write("the %s of Dify %s would not start on this environment:\n%s\n"
@@ -528,6 +551,62 @@ def check_ssrf():
     return ok, detail
 
 
+@check("agent_redis")
+def check_agent_redis():
+    """The agent backend's Redis: redis-py's from_url on DIFY_AGENT_REDIS_URL (no Sentinel), the DB it names."""
+    import redis
+    client = redis.Redis.from_url(ENV["DIFY_AGENT_REDIS_URL"].strip(), socket_timeout=5)
+    key = "%s:difyops-probe:%s" % (ENV.get("DIFY_AGENT_REDIS_PREFIX") or "dify-agent", HOST)
+    client.set(key, now(), ex=600)
+    info = client.execute_command("CLIENT", "INFO")
+    info = info.decode() if isinstance(info, bytes) else info
+    fields = dict(f.split("=", 1) for f in info.split() if "=" in f)
+    db = int(fields.get("db", -1))
+    wanted = int(client.connection_pool.connection_kwargs.get("db", 0))
+    role = client.execute_command("ROLE")[0]
+    role = role.decode() if isinstance(role, bytes) else role
+    kwargs = client.connection_pool.connection_kwargs
+    return client.get(key) is not None and db == wanted, {
+        "db": db, "url_db": wanted, "host": "%s:%s" % (kwargs.get("host"), kwargs.get("port")), "role": role,
+        "key": key}
+
+
+@check("shellctl")
+def check_shellctl():
+    """The local sandbox the agent drives: /healthz open, /v1 only with the shellctl token."""
+    base = ENV["DIFY_AGENT_SHELLCTL_ENTRYPOINT"].rstrip("/")
+    health = status_of(base + "/healthz")
+    token = ENV.get("DIFY_AGENT_SHELLCTL_AUTH_TOKEN", "")
+    accepted = status_of(base + "/v1/sessions", headers={"Authorization": "Bearer %s" % token})
+    refused = status_of(base + "/v1/sessions", headers={"Authorization": "Bearer not-the-token"})
+    return health == 200 and accepted == 200 and refused == 401, {
+        "endpoint": base, "health": health, "token_accepted": accepted, "wrong_token": refused}
+
+
+def _connect(target, timeout=3):
+    host, dummy, port = target.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        return "connected"
+    except socket.timeout:
+        return "timeout"
+    except OSError as exc:
+        return "refused" if isinstance(exc, ConnectionRefusedError) else "unreachable (%s)" % exc.strerror
+
+
+@check("egress")
+def check_egress():
+    """The local sandbox reaches its proxy and nothing else (PROBE_EGRESS_TARGETS: host:port, comma separated)."""
+    proxy = urllib.parse.urlsplit(ENV.get("HTTP_PROXY", ""))
+    if not proxy.hostname:
+        return False, "no HTTP_PROXY: the local sandbox has no way out"
+    proxy_target = "%s:%s" % (proxy.hostname, proxy.port or 80)
+    direct = {t.strip(): _connect(t.strip()) for t in ENV.get("PROBE_EGRESS_TARGETS", "").split(",") if t.strip()}
+    through = _connect(proxy_target)
+    return through == "connected" and direct and "connected" not in direct.values(), {
+        "proxy": proxy_target, "proxy_reached": through, "direct": direct or "no PROBE_EGRESS_TARGETS given"}
+
+
 @check("migration_disabled")
 def check_migration_flag():
     value = ENV.get("MIGRATION_ENABLED", "true").lower()
@@ -543,9 +622,28 @@ CHECKS = {
     "plugin_daemon": [check_db_pool, check_redis, check_storage, check_inner_api],
     "sandbox": [check_ssrf],
     "web": [],
+    "api_websocket": [check_redis, check_migration_flag],
+    "agent_backend": [check_agent_redis, check_shellctl],
+    "local_sandbox": [check_egress],
 }
 PORTS = {"api": "DIFY_PORT:5001", "web": "PORT:3000", "sandbox": "SANDBOX_PORT:8194",
-         "plugin_daemon": "SERVER_PORT:5002"}
+         "plugin_daemon": "SERVER_PORT:5002", "api_websocket": "DIFY_PORT:5005",
+         "agent_backend": "--port:5050", "local_sandbox": "--listen:5004"}
+
+
+def listen_port(argv=None):
+    """The port this service listens on: its env variable, or its image's command line (the role passes the
+    agent backend's uvicorn --port and the local sandbox keeps shellctl's --listen host:port)."""
+    var, default = PORTS[MODE].split(":")
+    if not var.startswith("--"):
+        return int(ENV.get(var) or default)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if var in argv and argv.index(var) + 1 < len(argv):
+        return int(argv[argv.index(var) + 1].rpartition(":")[2])
+    return int(default)
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def expected_key(path):
@@ -556,6 +654,8 @@ def expected_key(path):
         return "X-Api-Key", ENV.get("SERVER_KEY", "")
     if MODE == "api" and path.startswith("/inner/api/"):
         return "X-Inner-Api-Key", ENV.get("INNER_API_KEY_FOR_PLUGIN", "")
+    if MODE == "local_sandbox" and path.startswith("/v1/"):
+        return "Authorization", "Bearer %s" % ENV["SHELLCTL_AUTH_TOKEN"] if ENV.get("SHELLCTL_AUTH_TOKEN") else ""
     return None, None
 
 
@@ -573,10 +673,32 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def websocket_upgrade(self):
+        """socket.io's websocket transport: the 101 a gevent-websocket worker answers."""
+        import base64
+        import hashlib
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        if (self.headers.get("Upgrade", "").lower() != "websocket" or not key
+                or "upgrade" not in self.headers.get("Connection", "").lower()):
+            return self._send(400, {"status": "not a websocket upgrade"})
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("X-Difyops-Probe", "%s@%s" % (MODE, HOST))
+        self.end_headers()
+        self.close_connection = True
+        return None
+
     def do_GET(self):
         path = self.path.split("?")[0]
-        if path in ("/health", "/health/check", "/"):
+        if path in ("/health", "/health/check", "/") or (MODE == "local_sandbox" and path == "/healthz"):
             return self._send(200, {"status": "ok", "mode": MODE, "host": HOST})
+        if MODE == "api_websocket" and path.startswith("/socket.io/"):
+            return self.websocket_upgrade()
+        if MODE == "agent_backend" and path == "/openapi.json":
+            return self._send(200, {"openapi": "3.1.0", "info": {"title": "difyops-probe agent backend"}})
         if MODE == "api" and path == "/console/api/setup":
             # As Dify's api: the answer comes from the database (table
             # dify_setups, which the migration job created).
@@ -710,8 +832,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server = None
     if MODE in PORTS:
-        var, default = PORTS[MODE].split(":")
-        port = int(ENV.get(var) or default)
+        port = listen_port()
         server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
         server.daemon_threads = False
         threading.Thread(target=server.serve_forever, daemon=True).start()
