@@ -14,7 +14,7 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from test_probe import probe  # noqa: F401  (the fixture)
+from test_probe import probe  # noqa: F401  pylint: disable=unused-import  (the fixture)
 
 AGENT_ENV = {
     "DIFY_AGENT_REDIS_URL": "redis://:pw@10.0.0.3:6379/2",
