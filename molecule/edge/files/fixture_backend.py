@@ -7,8 +7,14 @@ Every response is JSON naming this fixture, the path it received and the
 request headers, so a test can tell which upstream answered and what nginx
 forwarded.  ``?stream=N&interval=S`` answers with N server-sent events, one
 every S seconds, flushed one by one (chunked), to detect buffering proxies.
+A websocket upgrade (``Upgrade: websocket``) is answered with 101, then one
+text frame holding the same JSON, then the first frame the client sends is
+echoed back (the websocket api's stand-in).
 """
+import base64
+import hashlib
 import json
+import struct
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,9 +35,44 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    def _frame(self, payload):
+        """One unmasked text frame (server to client)."""
+        size = len(payload)
+        head = struct.pack("!BB", 0x81, size) if size < 126 else struct.pack("!BBH", 0x81, 126, size)
+        return head + payload
+
+    def _read_frame(self):
+        """The payload of one masked client frame (at most 65535 bytes)."""
+        dummy, size = struct.unpack("!BB", self.rfile.read(2))
+        size &= 0x7F
+        if size == 126:
+            size = struct.unpack("!H", self.rfile.read(2))[0]
+        mask = self.rfile.read(4)
+        data = self.rfile.read(size)
+        return bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+    def _websocket(self, url):
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept.decode())
+        self.end_headers()
+        hello = json.dumps({"service": NAME, "path": url.path,
+                            "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+        self.wfile.write(self._frame(hello))
+        self.wfile.flush()
+        self.wfile.write(self._frame(b"echo:" + self._read_frame()))
+        self.wfile.flush()
+        self.close_connection = True
+
     def _answer(self):
-        body = self._body()
         url = urlsplit(self.path)
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            self._websocket(url)
+            return
+        body = self._body()
         query = parse_qs(url.query)
         if "stream" in query:
             self._stream(int(query["stream"][0]), float(query.get("interval", ["1"])[0]))
