@@ -12,7 +12,7 @@ from ansible_collections.difyops.fleet.plugins.module_utils import preflight as 
 
 from test_preflight_mistakes import GROUPS, SPECS, fleet
 
-AGENT = {"dify_agent_backend": ["app"], "dify_local_sandbox": ["app"], "dify_agent_ssrf_proxy": ["data"]}
+AGENT = {"dify_agent_backend": ["app"], "dify_local_sandbox": ["edge"], "dify_agent_ssrf_proxy": ["data"]}
 
 
 def groups_with(**extra):
@@ -79,3 +79,9 @@ def test_a_host_only_in_an_agent_group_takes_part_in_the_one_release_rule():
     dummy, hv = fleet(**hostvars)
     found = pf.check_fleet(groups, hv, SPECS)
     assert any("dify_version differs between the Dify hosts" in e for e in found), found
+
+
+def test_a_local_sandbox_outside_the_fenced_sandbox_hosts_is_refused():
+    groups = groups_with(**dict(AGENT, dify_local_sandbox=["data"]))
+    found = errors(groups, "1.16.1")
+    assert len(found) == 1 and found[0].startswith("data: in dify_local_sandbox but not in dify_sandbox"), found
