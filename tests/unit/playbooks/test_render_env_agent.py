@@ -87,5 +87,3 @@ def test_render_1_16_1_with_the_agent_proxy_on_the_local_sandbox_host(tmp_path):
     local = rendered(out)[0]["app1"]["local_sandbox"]
     # squid's agent port at the sandbox network's gateway, as the sandbox reaches its proxy
     assert local["HTTP_PROXY"] == "http://172.29.194.1:3129"
-
-
