@@ -114,3 +114,12 @@ def test_empty_redis_port_refused_before_anything_is_written(tmp_path, service):
     res = run(tmp_path, service=service, dest=str(dest), extra_env={service: {"REDIS_PORT": ""}})
     assert res.get("failed") and "%s: REDIS_PORT=''" % service in res["msg"], res
     assert not dest.exists()
+
+
+def test_a_service_the_release_or_the_fleet_does_not_have_is_refused(tmp_path):
+    dest = tmp_path / "agent_backend.env"
+    res = run(tmp_path, service="agent_backend", dest=str(dest))
+    assert res["failed"] and "the release has none" in res["msg"] and not dest.exists()
+    res = run(tmp_path, service="agent_backend", dest=str(dest), version="1.16.1")
+    assert res["failed"] and "context.optional_services does not list it" in res["msg"] and not dest.exists()
+    assert run(tmp_path, validate_only=True)["commands"] == {}
