@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import os
 
-import yaml
-
 from ansible_collections.difyops.fleet.plugins.module_utils import dify_contract as dc
 
 from test_render_env import SECRETS, _inventory, render, rendered
