@@ -82,6 +82,7 @@ def test_a_host_only_in_an_agent_group_takes_part_in_the_one_release_rule():
 
 
 def test_a_local_sandbox_outside_the_fenced_sandbox_hosts_is_refused():
-    groups = groups_with(**dict(AGENT, dify_local_sandbox=["data"]))
+    groups = groups_with(**AGENT)
+    groups["dify_local_sandbox"] = ["data"]
     found = errors(groups, "1.16.1")
     assert len(found) == 1 and found[0].startswith("data: in dify_local_sandbox but not in dify_sandbox"), found
