@@ -10,7 +10,13 @@
 # while a request loop through the edge counts the answers (no 5xx, no
 # connection error allowed) and streamed chat answers go from an api host
 # through Celery to a worker and back over the event bus (every one must
-# end), and the verification again.
+# end), and the verification again; a roll that fails on an api host (the
+# host is put back in the edge's pool); a Redis and Sentinel password rotation
+# through the running Dify (the Dify tier alone refuses to render passwords
+# Redis does not accept yet; afterwards the old passwords are refused
+# everywhere); playbooks/restore.yml with Dify's writers stopped (a row
+# written after the backup is back, the old data directory moved aside), the
+# replicas rebuilt, a whole rerun with changed=0, and the checks again.
 # Timings and figures go to build/fleet/ (see benchmarks/fleet/).
 # Usage: scripts/test-fleet.sh [LAYOUT]   (default fleet)
 set -euo pipefail
@@ -152,5 +158,81 @@ sys.exit(0 if "pfp" in order.replace("ff", "f") else 1)
 PY
 FLEET_EXPECT_IMAGE=localhost/difyops-probe:next step verify-after-failed-roll python -m pytest -q -p no:cacheprovider \
   tests/fleet -k "edge_pool or upgraded_image"
+
+# Redis and Sentinel password rotation through the running Dify: rotate both
+# (rotate-secrets.yml keeps the previous file as a .bak), then the Dify tier
+# alone must refuse to render passwords Redis does not accept yet (fail before
+# any change, naming --tags redis,dify), then site.yml --tags redis,dify (what
+# rotate-secrets.yml says to run) rolls them in and retires the old ones; every
+# Redis client container carries the new passwords, the probe's Redis,
+# Sentinel and Celery checks pass with them, and every Redis server and
+# Sentinel refuses the old ones (tests/fleet/test_redis_rotation.py).
+baks_before=$(ls secrets/lab.yml.*.bak 2>/dev/null | sort || true)
+step rotate-redis ansible-playbook playbooks/rotate-secrets.yml -i inventories/lab \
+  -e '{"rotate": ["redis_password", "redis_sentinel_password"]}'
+rotated_from=$(comm -13 <(echo "$baks_before") <(ls secrets/lab.yml.*.bak 2>/dev/null | sort) | tail -n 1)
+[ -n "$rotated_from" ] || { echo "rotate-redis: no backup of the previous secrets file"; exit 1; }
+rotated_from=$top/$rotated_from
+started=$(date +%s)
+set +e
+ansible-playbook playbooks/site.yml -i inventories/lab --tags dify >"$out/rotate-dify-only.log" 2>&1
+rc=$?
+set -e
+printf '%-16s %4d s    rc=%d (it must fail)\n' rotate-dify-only $(( $(date +%s) - started )) "$rc" | tee -a "$out/timings.txt"
+[ $rc -ne 0 ] || { echo "rotate-dify-only: --tags dify rendered passwords Redis does not accept"; exit 1; }
+grep -q -- 'not accept the password.* --tags redis,dify' <(tr -s ' \n' ' ' <"$out/rotate-dify-only.log") \
+  || { echo "rotate-dify-only: no refusal naming --tags redis,dify"; tail -n 30 "$out/rotate-dify-only.log"; exit 1; }
+grep -E '^[a-z0-9_.-]+ +: ok=' "$out/rotate-dify-only.log" | grep -v ' changed=0 ' \
+  && { echo "rotate-dify-only: hosts above changed something before the refusal"; exit 1; }
+step rotate-converge ansible-playbook playbooks/site.yml -i inventories/lab --tags redis,dify
+FLEET_ROTATED_FROM=$rotated_from step verify-rotated python -m pytest -q -p no:cacheprovider \
+  tests/fleet/test_redis_rotation.py
+
+# Restore with Dify's writers stopped: a marker row written after the
+# upgrade's backup (its WAL archived), restore.yml to the end of the archive;
+# the log must show stop writers -> restore -> start writers, the marker is
+# back, the old data directory moved aside, every writer stopped before
+# PostgreSQL restarted on the restored data and running again
+# (tests/fleet/test_restore.py); then the replicas are rebuilt as restore.yml
+# says, a whole rerun changes nothing, and the cross-host checks (replication,
+# the probes' database checks, no secret - old or new - in any log) pass.
+primary=$(python -c "import yaml; inv=yaml.safe_load(open('inventories/lab/hosts.yml'))['all']; \
+print(list(inv['children']['dify_postgres']['hosts'])[0])")
+pg() { podman exec "$primary" runuser -u postgres -- psql -XAtq -d dify -c "$1"; }
+token="restore-$(date +%s)"
+pg "CREATE TABLE IF NOT EXISTS difyops_restore_marker (v text); INSERT INTO difyops_restore_marker VALUES ('$token')" >/dev/null
+segment=$(pg "SELECT pg_walfile_name(pg_switch_wal())")
+for _ in $(seq 60); do
+  [ "$(pg "SELECT coalesce(last_archived_wal, '') >= '$segment' FROM pg_stat_archiver")" = t ] && break
+  sleep 1
+done
+[ "$(pg "SELECT coalesce(last_archived_wal, '') >= '$segment' FROM pg_stat_archiver")" = t ] \
+  || { echo "restore: WAL segment $segment with the marker was not archived within 60 s"; exit 1; }
+restore_started=$(date +%s)
+step restore ansible-playbook playbooks/restore.yml -i inventories/lab
+python - "$out/restore.log" <<'PY'
+import sys
+log = open(sys.argv[1]).read()
+events = []
+for block in log.split("\nTASK [")[1:]:
+    name = block.split("]", 1)[0]
+    if "changed:" not in block:
+        continue
+    for key, short in (("Stop Dify's writers", "stop writers"), ("Restore the backup", "restore"),
+                       ("Start Dify's writers again", "start writers")):
+        if name.endswith(key):
+            events.append(short)
+print("restore: %s" % " -> ".join(events))
+sys.exit(0 if events == ["stop writers", "restore", "start writers"] else 1)
+PY
+FLEET_RESTORE_TOKEN=$token FLEET_RESTORE_STARTED=$restore_started step verify-restore \
+  python -m pytest -q -p no:cacheprovider tests/fleet/test_restore.py
+step rebuild-replicas ansible-playbook playbooks/site.yml -i inventories/lab --tags postgresql \
+  -e postgresql_replica_rebuild=true
+step rerun-after-ops ansible-playbook playbooks/site.yml -i inventories/lab
+no_changes "$out/rerun-after-ops.log"
+FLEET_ROTATED_FROM=$rotated_from step verify-after-ops python -m pytest -q -p no:cacheprovider tests/fleet \
+  -k "every_service_reports or postgres_replica or console_setup or streamed or sentinels or test_no_secret_in_output"
+
 grep -E 'tasks? |ok=' "$out/converge.log" | tail -n 12 >"$out/converge-recap.txt" || true
-echo "fleet: converge, idempotence, check --diff, verify, upgrade under load and verify passed"
+echo "fleet: converge, idempotence, check --diff, verify, upgrade under load, Redis password rotation, restore and verify passed"
