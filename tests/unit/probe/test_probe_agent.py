@@ -14,7 +14,8 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from test_probe import probe  # noqa: F401  pylint: disable=unused-import  (the fixture)
+# the probe loader fixture
+from test_probe import probe  # noqa: F401 # pylint: disable=unused-import
 
 AGENT_ENV = {
     "DIFY_AGENT_REDIS_URL": "redis://:pw@10.0.0.3:6379/2",
