@@ -163,8 +163,8 @@ FLEET_EXPECT_IMAGE=localhost/difyops-probe:next step verify-after-failed-roll py
 # (rotate-secrets.yml keeps the previous file as a .bak), then the Dify tier
 # alone must refuse to render passwords Redis does not accept yet (fail before
 # any change, naming --tags redis,dify), then site.yml rolls them in and
-# retires the old ones (the whole run: --tags redis,dify, what rotate-secrets.yml
-# prints, leaves the Redis exporter on the retired password); every
+# retires the old ones (the whole run; rotate-secrets.yml prints
+# --tags redis,dify,exporters: the Redis exporter logs in with it too); every
 # Redis client container carries the new passwords, the probe's Redis,
 # Sentinel and Celery checks pass with them, and every Redis server and
 # Sentinel refuses the old ones (tests/fleet/test_redis_rotation.py).

@@ -108,7 +108,8 @@ ROTATION_TIERS = {
     "secret_key": ("dify",),
     "db_password": ("postgresql", "dify"),
     "db_replication_password": ("postgresql",),
-    "redis_password": ("redis", "dify"),
+    # The Redis exporter (tier exporters, when enabled) logs in with it too.
+    "redis_password": ("redis", "dify", "exporters"),
     "redis_sentinel_password": ("redis", "dify"),
     "sandbox_api_key": ("dify",),
     "plugin_daemon_key": ("dify",),

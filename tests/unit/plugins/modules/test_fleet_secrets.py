@@ -120,6 +120,8 @@ def test_rotation_keeps_a_backup(tmp_path):
     res = m.run(FakeModule(path=path, rotate=["plugin_daemon_key", "db_password"]))
     assert sorted(res["rotated"]) == ["db_password", "plugin_daemon_key"]
     assert res["rotation_tiers"] == ["dify", "postgresql"]
+    # the Redis exporter logs in with redis_password: its tier follows a rotation
+    assert m.run(FakeModule(path=path, rotate=["redis_password"]))["rotation_tiers"] == ["dify", "exporters", "redis"]
     assert stat.S_IMODE(os.stat(res["backup_file"]).st_mode) == 0o600
     assert _read(res["backup_file"]) == first
     now = _read(path)
