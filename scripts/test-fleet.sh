@@ -168,10 +168,10 @@ FLEET_EXPECT_IMAGE=localhost/difyops-probe:next step verify-after-failed-roll py
 # Redis client container carries the new passwords, the probe's Redis,
 # Sentinel and Celery checks pass with them, and every Redis server and
 # Sentinel refuses the old ones (tests/fleet/test_redis_rotation.py).
-baks_before=$(ls secrets/lab.yml.*.bak 2>/dev/null | sort || true)
+baks_before=$(find secrets -maxdepth 1 -name 'lab.yml.*.bak' | sort)
 step rotate-redis ansible-playbook playbooks/rotate-secrets.yml -i inventories/lab \
   -e '{"rotate": ["redis_password", "redis_sentinel_password"]}'
-rotated_from=$(comm -13 <(echo "$baks_before") <(ls secrets/lab.yml.*.bak 2>/dev/null | sort) | tail -n 1)
+rotated_from=$(comm -13 <(echo "$baks_before") <(find secrets -maxdepth 1 -name 'lab.yml.*.bak' | sort) | tail -n 1)
 [ -n "$rotated_from" ] || { echo "rotate-redis: no backup of the previous secrets file"; exit 1; }
 rotated_from=$top/$rotated_from
 started=$(date +%s)
