@@ -8,43 +8,19 @@ on hosts by molecule edge.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 
-import yaml
+from role_render import render_template
 
-_TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-_ROLE = os.path.join(_TOP, "roles", "nginx")
 HOSTS = {"edge": "10.9.0.1", "app": "10.9.0.2", "ws": "10.9.0.3"}
 
 
 def render(tmp_path, groups, extra_vars=None, host_vars=None):
-    hosts = {name: dict({"difyops_address": addr}, **(host_vars or {}).get(name, {})) for name, addr in HOSTS.items()}
-    children = {g: {"hosts": {h: None for h in members}} for g, members in groups.items()}
-    inv = {"all": {"hosts": hosts, "children": children,
-                   "vars": {"ansible_connection": "local",
-                            "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inv))
-    (tmp_path / "ansible.cfg").write_text("[defaults]\ncollections_path = %s/.collections\n"
-                                          "stdout_callback = default\n" % _TOP)
-    (tmp_path / "extra.yml").write_text(yaml.safe_dump(dict({"nginx_server_name": "dify.example.com",
-                                                             "__nginx_http2_directive": True},
-                                                            **(extra_vars or {}))))
-    out = tmp_path / "dify.conf"
-    (tmp_path / "play.yml").write_text(yaml.safe_dump([{
-        "hosts": "edge", "gather_facts": False,
-        "vars_files": [os.path.join(_ROLE, "defaults", "main.yml"), os.path.join(_ROLE, "vars", "main.yml")],
-        "tasks": [{"name": "Render the site", "ansible.builtin.template": {
-            "src": os.path.join(_ROLE, "templates", "dify.conf.j2"), "dest": str(out), "mode": "0600"}}],
-    }]))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(tmp_path / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    env.pop("ANSIBLE_COLLECTIONS_PATH", None)
-    res = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"),
-                          "-e", "@" + str(tmp_path / "extra.yml")],
-                         cwd=str(tmp_path), env=env, capture_output=True, text=True, check=False)
+    res, text = render_template(tmp_path, "nginx", "dify.conf.j2", "edge", HOSTS, groups,
+                                dict({"nginx_server_name": "dify.example.com", "__nginx_http2_directive": True},
+                                     **(extra_vars or {})), host_vars)
     assert res.returncode == 0, res.stdout + res.stderr
-    return out.read_text()
+    return text
 
 
 BASE = {"dify_edge": ["edge"], "dify_api": ["app"], "dify_web": ["app"]}

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 
 import yaml
+from role_render import render_template, squid_parse
 
 _TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 _ROLE = os.path.join(_TOP, "roles", "ssrf_proxy")
@@ -32,39 +31,8 @@ def private_networks():
 
 def render(tmp_path, extra_vars=None, groups=None, host_vars=None):
     """(ansible-playbook result, squid-agent.conf text) as the role writes it on host ``proxy``."""
-    hosts = {name: dict({"difyops_address": addr}, **(host_vars or {}).get(name, {})) for name, addr in HOSTS.items()}
-    children = {g: {"hosts": {h: None for h in members}} for g, members in (groups or GROUPS).items()}
-    inv = {"all": {"hosts": hosts, "children": children,
-                   "vars": {"ansible_connection": "local",
-                            "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inv))
-    (tmp_path / "ansible.cfg").write_text("[defaults]\ncollections_path = %s/.collections\n"
-                                          "stdout_callback = default\n" % _TOP)
-    (tmp_path / "extra.yml").write_text(yaml.safe_dump(extra_vars or {}))
-    out = tmp_path / "squid-agent.conf"
-    (tmp_path / "play.yml").write_text(yaml.safe_dump([{
-        "hosts": "proxy", "gather_facts": False,
-        "vars_files": [os.path.join(_ROLE, "defaults", "main.yml"), os.path.join(_ROLE, "vars", "main.yml")],
-        "tasks": [{"name": "Render squid-agent.conf", "ansible.builtin.template": {
-            "src": os.path.join(_ROLE, "templates", "squid-agent.conf.j2"), "dest": str(out), "mode": "0600"}}],
-    }]))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(tmp_path / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    env.pop("ANSIBLE_COLLECTIONS_PATH", None)
-    res = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"),
-                          "-e", "@" + str(tmp_path / "extra.yml")],
-                         cwd=str(tmp_path), env=env, capture_output=True, text=True, check=False)
-    return res, (out.read_text() if out.exists() else "")
-
-
-def squid_parse(text, tmp_path):
-    """squid -k parse of ``text`` (output), or None without squid."""
-    if not shutil.which("squid"):
-        return None
-    path = tmp_path / "check.conf"
-    path.write_text(text)
-    res = subprocess.run(["squid", "-k", "parse", "-f", str(path)], capture_output=True, text=True, check=False)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return res.stdout + res.stderr
+    return render_template(tmp_path, "ssrf_proxy", "squid-agent.conf.j2", "proxy", HOSTS, groups or GROUPS,
+                           extra_vars, host_vars)
 
 
 def test_upstream_rules_in_order_with_fleet_addresses(tmp_path):

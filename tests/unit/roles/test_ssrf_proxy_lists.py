@@ -15,11 +15,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import shutil
-import subprocess
 
 import pytest
 import yaml
+from role_render import render_template, squid_parse
 
 _TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 _ROLE = os.path.join(_TOP, "roles", "ssrf_proxy")
@@ -123,40 +122,10 @@ def test_public_internet_stays_reachable(address):
 
 def render(tmp_path, extra_vars=None):
     """(ansible-playbook result, squid.conf text) as the role writes it on host ``proxy``."""
-    inv = {"all": {
-        "hosts": {"proxy": {"difyops_address": "10.8.0.1"}, "api": {"difyops_address": "10.8.0.2"},
-                  "box": {"difyops_address": "10.8.0.3"}},
-        "children": {"dify_ssrf_proxy": {"hosts": {"proxy": None}}, "dify_api": {"hosts": {"api": None}},
-                     "dify_worker": {"hosts": {"api": None}}, "dify_sandbox": {"hosts": {"box": None}}},
-        "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inv))
-    (tmp_path / "ansible.cfg").write_text("[defaults]\ncollections_path = %s/.collections\n"
-                                          "stdout_callback = default\n" % _TOP)
-    (tmp_path / "extra.yml").write_text(yaml.safe_dump(extra_vars or {}))
-    out = tmp_path / "squid.conf"
-    (tmp_path / "play.yml").write_text(yaml.safe_dump([{
-        "hosts": "proxy", "gather_facts": False,
-        "vars_files": [os.path.join(_ROLE, "defaults", "main.yml"), os.path.join(_ROLE, "vars", "main.yml")],
-        "tasks": [{"name": "Render squid.conf", "ansible.builtin.template": {
-            "src": os.path.join(_ROLE, "templates", "squid.conf.j2"), "dest": str(out), "mode": "0600"}}],
-    }]))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(tmp_path / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    env.pop("ANSIBLE_COLLECTIONS_PATH", None)
-    res = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"),
-                          "-e", "@" + str(tmp_path / "extra.yml")],
-                         cwd=str(tmp_path), env=env, capture_output=True, text=True, check=False)
-    return res, (out.read_text() if out.exists() else "")
-
-
-def squid_parse(text, tmp_path):
-    """squid -k parse of ``text`` (output), or None without squid."""
-    if not shutil.which("squid"):
-        return None
-    path = tmp_path / "check.conf"
-    path.write_text(text)
-    res = subprocess.run(["squid", "-k", "parse", "-f", str(path)], capture_output=True, text=True, check=False)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return res.stdout + res.stderr
+    return render_template(tmp_path, "ssrf_proxy", "squid.conf.j2", "proxy",
+                           {"proxy": "10.8.0.1", "api": "10.8.0.2", "box": "10.8.0.3"},
+                           {"dify_ssrf_proxy": ["proxy"], "dify_api": ["api"], "dify_worker": ["api"],
+                            "dify_sandbox": ["box"]}, extra_vars)
 
 
 def test_template_writes_every_entry_and_squid_takes_them_all(tmp_path):
