@@ -205,7 +205,7 @@ def test_one_secrets_file_per_inventory_file(project):
     rot = play_with(project, [inv / "staging.yml"], os.path.join(_TOP, "playbooks", "rotate-secrets.yml"),
                     "-e", '{"rotate": ["redis_password"]}')
     assert rot.returncode == 0, rot.stdout
-    assert "-i %s --tags dify,redis" % (inv / "staging.yml") in rot.stdout
+    assert "-i %s --tags dify,exporters,redis" % (inv / "staging.yml") in rot.stdout
     assert "accept the old and the new password" in rot.stdout
     rotated = yaml.safe_load((project / "secrets" / "prod-staging.yml").read_text())["difyops_secrets"]
     assert rotated["redis_password"] != staging["redis_password"]
