@@ -41,7 +41,9 @@ with the agent's ServerSettings semantics (dify_schema, from the release
 data), connects to Redis with DIFY_AGENT_REDIS_URL (redis-py's from_url, as
 the agent's lifespan does) and reports the database it reached, asks the
 local sandbox (its shellctl entrypoint, with the token) and serves
-/openapi.json on the port its command line gives (uvicorn --port); as
+/openapi.json on the port its command line gives (uvicorn --port) and its
+runs API (/runs) only with DIFY_AGENT_API_TOKEN as Bearer, which the api and
+worker of such a release check with their AGENT_BACKEND_API_TOKEN; as
 local_sandbox it answers /healthz (the rest of /v1 only with the
 SHELLCTL_AUTH_TOKEN bearer) on its --listen port and reports whether it can
 reach anything but its proxy (PROBE_EGRESS_TARGETS, host:port list); as
@@ -523,6 +525,15 @@ def check_plugin_daemon():
     return status == 200 and kstatus == 200, {"endpoint": base, "health": status, "key_accepted": kstatus}
 
 
+@check("agent_backend")
+def check_agent_backend():
+    """Dify 1.16's api and worker: the agent backend's runs API with their AGENT_BACKEND_API_TOKEN (Bearer)."""
+    base = ENV["AGENT_BACKEND_BASE_URL"].rstrip("/")
+    kstatus = status_of(base + "/runs/difyops-probe",
+                        headers={"Authorization": "Bearer %s" % ENV.get("AGENT_BACKEND_API_TOKEN", "")})
+    return kstatus == 200, {"endpoint": base, "token_accepted": kstatus}
+
+
 @check("inner_api")
 def check_inner_api():
     base = ENV["DIFY_INNER_API_URL"].rstrip("/")
@@ -656,6 +667,9 @@ def expected_key(path):
         return "X-Inner-Api-Key", ENV.get("INNER_API_KEY_FOR_PLUGIN", "")
     if MODE == "local_sandbox" and path.startswith("/v1/"):
         return "Authorization", "Bearer %s" % ENV["SHELLCTL_AUTH_TOKEN"] if ENV.get("SHELLCTL_AUTH_TOKEN") else ""
+    if MODE == "agent_backend" and path.startswith("/runs"):
+        # the agent's runs router: a Bearer token equal to DIFY_AGENT_API_TOKEN when one is set
+        return "Authorization", "Bearer %s" % ENV["DIFY_AGENT_API_TOKEN"] if ENV.get("DIFY_AGENT_API_TOKEN") else ""
     return None, None
 
 
@@ -793,8 +807,17 @@ def migrate():
     print(json.dumps({"ts": now(), "mode": MODE, "migrated": version}))
 
 
+def checks_of(mode):
+    """The checks of MODE; api and worker ask the agent backend where their release has one
+    (Dify 1.16+, AGENT_BACKEND_BASE_URL set: compose's api and worker depend on it)."""
+    found = list(CHECKS[mode])
+    if mode in ("api", "worker") and ENV.get("AGENT_BACKEND_BASE_URL"):
+        found.append(check_agent_backend)
+    return found
+
+
 def run_round():
-    for fn in CHECKS[MODE]:
+    for fn in checks_of(MODE):
         fn()
     with LOCK:
         REPORT["rounds"] += 1

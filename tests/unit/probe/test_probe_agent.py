@@ -151,3 +151,29 @@ def test_egress_is_ok_only_through_the_proxy(probe):
     finally:
         proxy.close()
         open_target.close()
+
+
+def test_api_and_worker_ask_the_agent_backend_with_their_token(probe):
+    """The agent's runs API takes only its DIFY_AGENT_API_TOKEN; Dify 1.16's api and worker (AGENT_BACKEND_*)
+    check it with theirs, and a release without an agent backend (no AGENT_BACKEND_BASE_URL) does not."""
+    agent = probe(**AGENT_ENV)
+    server = serve(agent)
+    try:
+        assert get(server, "/runs/x").status == 401
+        assert get(server, "/runs/x", {"Authorization": "Bearer wrong-token"}).status == 401
+        url = "http://127.0.0.1:%d" % server.server_address[1]
+        # both probes share this process's environment: the agent's token stays set beside the api's
+        token = {"DIFY_AGENT_API_TOKEN": AGENT_ENV["DIFY_AGENT_API_TOKEN"]}
+        api = probe(MODE="api", AGENT_BACKEND_BASE_URL=url, AGENT_BACKEND_API_TOKEN=token["DIFY_AGENT_API_TOKEN"],
+                    **token)
+        assert api.check_agent_backend in api.checks_of("worker")
+        api.check_agent_backend()
+        assert api.REPORT["checks"]["agent_backend"]["ok"]
+        wrong = probe(MODE="api", AGENT_BACKEND_BASE_URL=url, AGENT_BACKEND_API_TOKEN="another-token-123", **token)
+        wrong.check_agent_backend()
+        result = wrong.REPORT["checks"]["agent_backend"]
+        assert not result["ok"] and result["detail"]["token_accepted"] == 401
+    finally:
+        server.shutdown()
+    old = probe(MODE="api")
+    assert old.check_agent_backend not in old.checks_of("api")
