@@ -26,8 +26,9 @@ options:
         the port named O(port)), C(port) (the number the port named O(port) listens on on O(host), from that
         host's variable or the catalog default), C(platforms) (supported Debian releases and what each ships),
         C(knobs) (the capacity plan's sizing knobs with their defaults), C(sandbox_network) (the sandbox's Docker
-        network - name, bridge, the variable that moves its subnet and the default subnet), C(catalog) (all of
-        it).
+        network - name, bridge, the variable that moves its subnet and the default subnet),
+        C(local_sandbox_network) (the same for Dify 1.16's local sandbox, whose network is its own), C(catalog)
+        (all of it).
       - C(groups), C(pattern) and C(hosts) take O(role) or O(tier) to keep only the groups that role configures or
         that tier runs on.
     required: true
@@ -89,7 +90,7 @@ _raw:
     - C(groups), C(hosts), C(clients) - lists of names; C(pattern) - one string; C(port) - one integer;
       C(service) - one dict (name, group, purpose, roles, tier, ports, memory, required, alternative, max_hosts,
       exactly, odd_for_ha, first_host); C(services), C(knobs) - lists of dicts; C(platforms), C(sandbox_network),
-      C(catalog) - a dict.
+      C(local_sandbox_network), C(catalog) - a dict.
   type: list
 """
 
@@ -101,7 +102,7 @@ from ansible_collections.difyops.fleet.plugins.module_utils import knobs
 from ansible_collections.difyops.fleet.plugins.module_utils.fleet import FleetError
 
 WHAT = ("groups", "pattern", "hosts", "services", "service", "clients", "port", "platforms", "knobs",
-        "sandbox_network", "catalog")
+        "sandbox_network", "local_sandbox_network", "catalog")
 
 
 def answer(what, variables, name=None, role=None, tier=None, port=None, host=None):
@@ -129,6 +130,8 @@ def answer(what, variables, name=None, role=None, tier=None, port=None, host=Non
         return [k.as_dict() for k in knobs.KNOBS]
     if what == "sandbox_network":
         return [dict(catalog.SANDBOX_NETWORK)]
+    if what == "local_sandbox_network":
+        return [dict(catalog.LOCAL_SANDBOX_NETWORK)]
     return [catalog.as_data()]
 
 

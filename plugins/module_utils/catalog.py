@@ -201,6 +201,16 @@ FLEET_GROUPS = tuple(s.group for s in SERVICES)
 SANDBOX_NETWORK = {"name": "dify-sandbox", "bridge": "dify-sandbox", "var": "dify_sandbox_network_subnet",
                    "subnet": "172.29.194.0/24"}
 
+# Dify 1.16's local sandbox (the agent's code runner, dify_local_sandbox
+# hosts) gets a network of its own, fenced the same way: its only way out is
+# the agent SSRF proxy's port (role firewall), on the dify_agent_ssrf_proxy
+# hosts or at this network's gateway on such a host (role ssrf_proxy: the
+# subnet is a client of the agent proxy there). The bridge name is at most 15
+# characters (a Linux interface name). Preflight also refuses a subnet that
+# overlaps the sandbox's network.
+LOCAL_SANDBOX_NETWORK = {"name": "dify-local-sandbox", "bridge": "dify-local-sbx",
+                         "var": "dify_local_sandbox_network_subnet", "subnet": "172.29.195.0/24"}
+
 # Roles applied to every fleet host, whatever it runs (exporters only when
 # difyops_exporters_enabled).
 EVERY_HOST_ROLES = ("common", "firewall", "exporters")
@@ -310,7 +320,8 @@ def as_data():
             "services": [s.as_dict() for s in SERVICES],
             "exporter_ports": [p.as_dict(_EXPORTERS) for p in EXPORTER_PORTS],
             "platforms": dict((k, dict(v)) for k, v in PLATFORMS.items()),
-            "sandbox_network": dict(SANDBOX_NETWORK)}
+            "sandbox_network": dict(SANDBOX_NETWORK),
+            "local_sandbox_network": dict(LOCAL_SANDBOX_NETWORK)}
 
 
 # --------------------------------------------------------------------------

@@ -903,36 +903,57 @@ def check_ssrf_allow_lists(groups, hostvars):
     return _found_lines(found) + _ssrf_domain_problems(groups, hostvars)
 
 
+# The fenced networks of the sandboxes (catalog entry, the group whose hosts
+# create it, what the message calls it): the sandbox's, and Dify 1.16's local
+# sandbox's, which must not overlap the sandbox's on the same host.
+SANDBOX_NETWORKS = ((catalog.SANDBOX_NETWORK, "dify_sandbox", "The sandbox's own Docker network"),
+                    (catalog.LOCAL_SANDBOX_NETWORK, "dify_local_sandbox", "The local sandbox's own Docker network"))
+
+
+def _sandbox_subnet(hv, entry):
+    """(the subnet's text or None for a template, where it comes from) of one network on one host."""
+    var = entry["var"]
+    value = _literal(hv, var, entry["subnet"])
+    where = "%s = %r" % (var, value) if var in hv else "%s (unset: the catalog's %s)" % (var, entry["subnet"])
+    return (None if value is None else str(value).strip()), where
+
+
 def check_sandbox_network(groups, hostvars):
-    """The sandbox's own Docker network: a private IPv4 network that holds no fleet address."""
+    """The sandboxes' own Docker networks: private IPv4 networks that hold no fleet address; the local
+    sandbox's does not overlap the sandbox's on a host that runs both."""
     found = {}
-    net_default = catalog.SANDBOX_NETWORK["subnet"]
-    var = catalog.SANDBOX_NETWORK["var"]
     fleet = [(h, ip) for h, (ip, _a, _s) in _judged_addresses(groups, hostvars).items() if ip is not None]
-    for host in catalog.members(groups, "dify_sandbox"):
-        hv = hostvars.get(host) or {}
-        value = _literal(hv, var, net_default)
-        if value is None:
-            continue
-        text = str(value).strip()
-        where = "%s = %r" % (var, value) if var in hv else "%s (unset: the catalog's %s)" % (var, net_default)
-        net = _net(text)
-        if net is None or net.version != 4 or "/" not in text:
-            problem = "is not an IPv4 network in CIDR form (e.g. %s)" % net_default
-        elif _ip(text.split("/", 1)[0]) != net.network_address:
-            problem = "has host bits set; write the network (%s)" % net
-        elif not 16 <= net.prefixlen <= 29:
-            problem = "is /%d; give a /16 to /29 (the gateway and the sandbox need addresses)" % net.prefixlen
-        elif not net.is_private or net.is_loopback or net.is_link_local or any(
-                net.overlaps(m) for m in METADATA_NETS if m.version == 4):
-            problem = "is not a private range (RFC 1918, e.g. %s)" % net_default
-        else:
-            inside = ["%s (%s)" % (h, ip) for h, ip in fleet if ip.version == 4 and ip in net]
-            problem = ("holds the fleet address of %s: the sandbox's network would hide those hosts from this one"
-                       % ", ".join(inside)) if inside else None
-        if problem:
-            _add(found, "%s %s. The sandbox's own Docker network needs a private IPv4 subnet no fleet host uses; set "
-                        "%s in the inventory." % (where, problem, var), host)
+    sandbox_hosts = catalog.members(groups, "dify_sandbox")
+    for entry, group, what in SANDBOX_NETWORKS:
+        net_default, var = entry["subnet"], entry["var"]
+        for host in catalog.members(groups, group):
+            hv = hostvars.get(host) or {}
+            text, where = _sandbox_subnet(hv, entry)
+            if text is None:
+                continue
+            net = _net(text)
+            if net is None or net.version != 4 or "/" not in text:
+                problem = "is not an IPv4 network in CIDR form (e.g. %s)" % net_default
+            elif _ip(text.split("/", 1)[0]) != net.network_address:
+                problem = "has host bits set; write the network (%s)" % net
+            elif not 16 <= net.prefixlen <= 29:
+                problem = "is /%d; give a /16 to /29 (the gateway and the sandbox need addresses)" % net.prefixlen
+            elif not net.is_private or net.is_loopback or net.is_link_local or any(
+                    net.overlaps(m) for m in METADATA_NETS if m.version == 4):
+                problem = "is not a private range (RFC 1918, e.g. %s)" % net_default
+            else:
+                inside = ["%s (%s)" % (h, ip) for h, ip in fleet if ip.version == 4 and ip in net]
+                problem = ("holds the fleet address of %s: the sandbox's network would hide those hosts from this "
+                           "one" % ", ".join(inside)) if inside else None
+            if problem is None and entry is catalog.LOCAL_SANDBOX_NETWORK and host in sandbox_hosts:
+                other, other_where = _sandbox_subnet(hv, catalog.SANDBOX_NETWORK)
+                other_net = _net(other) if other else None
+                if other_net is not None and other_net.version == 4 and net.overlaps(other_net):
+                    problem = ("overlaps the sandbox's network, %s: the two fenced networks need subnets of their "
+                               "own" % other_where)
+            if problem:
+                _add(found, "%s %s. %s needs a private IPv4 subnet no fleet host uses; set %s in the inventory."
+                     % (where, problem, what, var), host)
     return _found_lines(found)
 
 

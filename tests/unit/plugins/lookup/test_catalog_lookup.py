@@ -7,6 +7,7 @@ and the dify_fleet group a playbook builds with it."""
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -65,9 +66,14 @@ def test_services_ports_and_knobs():
     (net,) = run("sandbox_network")
     assert net["var"] == "dify_sandbox_network_subnet" and net["subnet"].endswith("/24")
     assert len(net["bridge"]) <= 15                                    # an interface name
+    (local,) = run("local_sandbox_network")
+    assert local["var"] == "dify_local_sandbox_network_subnet" and len(local["bridge"]) <= 15
+    assert {local["name"], local["bridge"]}.isdisjoint({net["name"], net["bridge"]})
+    assert ipaddress.ip_network(local["subnet"]).version == 4
+    assert not ipaddress.ip_network(local["subnet"]).overlaps(ipaddress.ip_network(net["subnet"]))
     (data,) = run("catalog")
     assert data["groups"] == list(catalog.FLEET_GROUPS)
-    assert data["sandbox_network"] == net
+    assert data["sandbox_network"] == net and data["local_sandbox_network"] == local
 
 
 @pytest.mark.parametrize("terms, kw, needle", [

@@ -129,6 +129,21 @@ CASES = [
      ["dify_sandbox_network_subnet (unset: the catalog's 172.29.194.0/24) holds the fleet address of edge"]),
     ("sandbox_network_size", None, {"edge": {"dify_sandbox_network_subnet": "172.16.0.0/12"}},
      ["is /12; give a /16 to /29"]),
+    # Dify 1.16's local sandbox's own network: the same rules, and apart from the sandbox's (issue 15)
+    ("local_sandbox_network_holds_fleet_address", {"dify_local_sandbox": ["edge"]},
+     {"edge": {"dify_local_sandbox_network_subnet": "10.0.0.0/24"}},
+     ["edge: dify_local_sandbox_network_subnet = '10.0.0.0/24' holds the fleet address of data (10.0.0.11)",
+      "The local sandbox's own Docker network"]),
+    ("local_sandbox_network_public", {"dify_local_sandbox": ["edge"]},
+     {"edge": {"dify_local_sandbox_network_subnet": "8.8.4.0/24"}}, ["is not a private range"]),
+    ("local_sandbox_network_overlaps_sandbox", {"dify_local_sandbox": ["edge"]},
+     {"edge": {"dify_local_sandbox_network_subnet": "172.29.194.128/25"}},
+     ["edge: dify_local_sandbox_network_subnet = '172.29.194.128/25' overlaps the sandbox's network, "
+      "dify_sandbox_network_subnet (unset: the catalog's 172.29.194.0/24)"]),
+    ("sandbox_network_moved_onto_the_local_sandbox_default", {"dify_local_sandbox": ["edge"]},
+     {"edge": {"dify_sandbox_network_subnet": "172.29.195.0/24"}},
+     ["edge: dify_local_sandbox_network_subnet (unset: the catalog's 172.29.195.0/24) overlaps the sandbox's "
+      "network, dify_sandbox_network_subnet = '172.29.195.0/24'"]),
     # firewall
     ("firewall_internal_port_to_world", None, {"data": {"firewall_extra_sources": {"postgresql": ["0.0.0.0/0"]}}},
      ["data: firewall_extra_sources.postgresql contains 0.0.0.0/0"]),
