@@ -12,6 +12,7 @@ from ansible_collections.difyops.fleet.plugins.module_utils.fleet import FleetEr
 from ansible_collections.difyops.fleet.plugins.module_utils.release_facts import (
     ReleaseFactError,
     agent_proxy_rules as _agent_proxy_rules,
+    upgrade_dependencies as _upgrade_dependencies,
     websocket_timeout as _websocket_timeout,
 )
 
@@ -32,7 +33,16 @@ def dify_websocket_timeout(version):
         raise AnsibleFilterError(str(exc)) from None
 
 
+def dify_upgrade_dependencies(version, groups):
+    """The services of ``version`` an upgrade starts before api and worker (dependencies first)."""
+    try:
+        return _upgrade_dependencies(version, groups)
+    except (ReleaseFactError, CatalogError) as exc:
+        raise AnsibleFilterError(str(exc)) from None
+
+
 class FilterModule(object):
     def filters(self):
         return {"dify_agent_proxy_rules": dify_agent_proxy_rules,
+                "dify_upgrade_dependencies": dify_upgrade_dependencies,
                 "dify_websocket_timeout": dify_websocket_timeout}

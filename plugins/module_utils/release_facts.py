@@ -5,8 +5,9 @@
 
 The facts come from the release's extracted data (``dify_contract.VERSIONS``,
 docs/CONTRACT.md), so each release keeps its own: the agent SSRF proxy's
-squid rules (``agent_proxy_rules``) and the websocket api's timeout
-(``websocket_timeout``). A release that does not ship a service gives an
+squid rules (``agent_proxy_rules``), the websocket api's timeout
+(``websocket_timeout``) and the services an upgrade starts before api and
+worker (``upgrade_dependencies``). A release that does not ship a service gives an
 empty answer, never an error.
 """
 
@@ -54,6 +55,47 @@ def websocket_timeout(version):
         raise ReleaseFactError("the api_websocket GUNICORN_TIMEOUT of Dify %s is %r, not a number of seconds"
                                % (release(version)["release"], value))
     return int(value)
+
+
+def _compose_services(version):
+    """Every compose entry of the release (compose service name -> entry), whatever image runs it."""
+    found = {}
+    for section in release(version).values():
+        if isinstance(section, dict) and isinstance(section.get("compose"), dict):
+            found.update(section["compose"])
+    return found
+
+
+def upgrade_dependencies(version, groups):
+    """The services of ``version`` that api and worker depend on (upstream compose's depends_on, followed
+    through), which the fleet runs (a host in their group) and which a release line adds (optional in the
+    catalog: from 1.16 the agent backend and the local sandbox it runs code in), dependencies first.
+    ``upgrade.yml`` starts them before rolling api and worker; the rest (database, Redis, the plugin daemon)
+    already run."""
+    compose = _compose_services(version)
+    order = []
+
+    def visit(name, path):
+        if name in path:
+            raise ReleaseFactError("Dify %s's compose services depend on each other in a circle: %s"
+                                   % (release(version)["release"], " -> ".join(path + (name,))))
+        for dep in sorted((compose.get(name) or {}).get("depends_on") or {}):
+            visit(dep, path + (name,))
+        if name not in order:
+            order.append(name)
+
+    for root in ("api", "worker"):
+        visit(root, ())
+    wanted = []
+    for name in order:
+        try:
+            service = _catalog.service(name)
+        except _catalog.CatalogError:
+            continue       # the database, Redis, init containers: not Dify containers of the fleet
+        if service.tier == "dify" and not service.required and name not in ("api", "worker") \
+                and _catalog.members(groups, service.group):
+            wanted.append(name)
+    return wanted
 
 
 def _service_targets(names, groups, hostvars):
