@@ -52,7 +52,9 @@ VERSIONS = {
     "1.13.3": _version(dify_release_1_13_3.RELEASE),
     "1.16.1": _version(dify_release_1_16_1.RELEASE),
 }
-DEFAULT_VERSION = "1.13.3"
+# The release deployed when dify_version is not set; roles/dify/defaults/main.yml
+# says the same (tests/unit: test_the_role_default_is_the_contract_default).
+DEFAULT_VERSION = "1.16.1"
 
 # Project policy, stricter than what Dify parses (Dify's own types, enums and
 # run-time choices come from the extracted data): the fleet deploys only these.

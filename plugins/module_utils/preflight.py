@@ -210,7 +210,6 @@ def check_database(groups, hostvars):
 # Sentinel address cannot work; module_utils/dify_contract.py refuses the
 # rendered value too.
 SENTINELS_SPLIT_ON_COLON = ("1.13.3", "1.16.1")
-DEFAULT_DIFY_VERSION = "1.13.3"
 
 
 def _is_ipv6_endpoint(entry):
@@ -240,7 +239,7 @@ def check_sentinel_addresses(groups, hostvars):
     for group in ("dify_api", "dify_worker", "dify_beat", "dify_plugin_daemon"):
         for host in groups.get(group) or []:
             hv = hostvars.get(host) or {}
-            version = _literal(hv, "dify_version", DEFAULT_DIFY_VERSION)
+            version = _literal(hv, "dify_version", _dify_versions()[1])
             if version is not None and str(version) not in SENTINELS_SPLIT_ON_COLON:
                 continue
             given = _literal(hv, "dify_redis_sentinels", None)
@@ -1199,11 +1198,13 @@ def check_dify_release_services(groups, hostvars):
                              v, dict((g, s) for s, g in RELEASE_SERVICES)[group])) or "none yet"))
     if dify_contract.has_service(version, "agent_backend") and catalog.members(groups, "dify_api"):
         missing = [g for g in AGENT_GROUPS if not catalog.members(groups, g)]
+        without = [v for v in supported if not dify_contract.has_service(v, "agent_backend")]
         if missing:
             errors.append("dify_version = %r: Dify %s's api and worker call the agent backend, which runs code in "
                           "the local sandbox, whose only way out is the agent SSRF proxy; the inventory has no "
-                          "host in %s. Add hosts to %s (one host may run all three), or keep dify_version: %r."
-                          % (version, version, ", ".join(missing), " and ".join(missing), default))
+                          "host in %s. Add hosts to %s (one host may run all three)%s."
+                          % (version, version, ", ".join(missing), " and ".join(missing),
+                             ", or set a release without them: dify_version: %r" % without[-1] if without else ""))
     # The local sandbox runs in the sandbox's network (role dify), which the
     # firewall role fences on dify_sandbox hosts only: elsewhere its bridge
     # would let the agent's code reach anything.

@@ -117,3 +117,25 @@ def test_websocket_timeout_per_release():
 ])
 def test_compose_default(raw, default):
     assert compose_default(raw) == default
+
+
+def test_upgrade_dependencies_follow_the_release_compose():
+    """1.16.1's api and worker depend on the agent backend, which depends on the local sandbox: both start
+    first, dependencies first; the plugin daemon (not optional: it already runs) and Redis are left out."""
+    deps = FILTERS["dify_upgrade_dependencies"]
+    fleet = {"dify_api": ["a"], "dify_worker": ["w"], "dify_plugin_daemon": ["p"], "dify_agent_backend": ["ab"],
+             "dify_local_sandbox": ["ls"], "dify_api_websocket": ["a"]}
+    assert deps("1.16.1", fleet) == ["local_sandbox", "agent_backend"]
+    assert deps("1.13.3", fleet) == []
+    assert deps("1.16.1", dict(fleet, dify_local_sandbox=[])) == ["agent_backend"]
+    with pytest.raises(AnsibleFilterError, match="no contract data"):
+        deps("0.9.9", fleet)
+
+
+def test_the_role_default_is_the_contract_default():
+    """One default release: the dify role's dify_version and the contract's (preflight reads the latter)."""
+    import os
+    import yaml
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+    with open(os.path.join(top, "roles", "dify", "defaults", "main.yml")) as fh:
+        assert str(yaml.safe_load(fh)["dify_version"]) == dify_contract.DEFAULT_VERSION

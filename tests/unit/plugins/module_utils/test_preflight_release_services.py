@@ -47,7 +47,7 @@ def test_1_16_1_without_an_agent_group_is_refused_naming_it(missing):
 def test_1_16_1_without_any_agent_group_names_all_three():
     found = errors(groups_with(), "1.16.1")
     assert len(found) == 1 and "dify_agent_backend, dify_local_sandbox, dify_agent_ssrf_proxy" in found[0]
-    assert "keep dify_version: '1.13.3'" in found[0]
+    assert "or set a release without them: dify_version: '1.13.3'" in found[0]
 
 
 def test_1_16_1_without_api_hosts_needs_no_agent():
@@ -64,11 +64,22 @@ def test_1_13_3_refuses_hosts_in_the_groups_of_services_it_does_not_have(group):
     assert "dify_version = '1.13.3'" in found[0] and "(1.16.1)" in found[0]
 
 
-def test_the_default_release_is_the_one_without_agents():
+def test_1_13_3_refuses_the_agent_proxy_on_a_data_host_naming_the_group_version_and_fix():
+    # the agent proxy is squid, not a Dify container: its host (data) need not run any Dify service
+    found = errors(groups_with(dify_agent_ssrf_proxy=["data"]), "1.13.3")
+    assert found == ["data: group dify_agent_ssrf_proxy runs a service Dify 1.13.3 does not have (dify_version = "
+                     "'1.13.3'); remove the hosts from dify_agent_ssrf_proxy, or set a dify_version that has it "
+                     "(1.16.1)."], found
+    # and without the group the same fleet passes
+    assert errors(groups_with(), "1.13.3") == []
+
+
+def test_the_default_release_needs_the_agent_groups():
+    """With no dify_version the fleet runs the default release, 1.16.1: the agent groups are required."""
     dummy, hv = fleet()
-    found = pf.check_fleet(groups_with(dify_agent_backend=["app"]), hv, SPECS)
-    assert any("Dify 1.13.3 does not have" in e for e in found)
-    assert pf.check_fleet(groups_with(), hv, SPECS) == []
+    found = pf.check_fleet(groups_with(), hv, SPECS)
+    assert len(found) == 1 and "dify_version = '1.16.1'" in found[0] and "no host in dify_agent_backend" in found[0]
+    assert pf.check_fleet(groups_with(**AGENT), hv, SPECS) == []
 
 
 def test_a_host_only_in_an_agent_group_takes_part_in_the_one_release_rule():
