@@ -55,7 +55,11 @@ no_changes() {  # the recap of a log shows changed=0 and failed=0 for every host
   fi
 }
 
-step lab-up python lab/lab.py up --layout "$layout"
+# The lab starts on the previous release line and upgrades to the
+# collection's default under load (FLEET_FROM_RELEASE, default 1.13.3).
+from_release=${FLEET_FROM_RELEASE:-1.13.3}
+to_release=$(sed -n 's/^dify_version: "\(.*\)"/\1/p' roles/dify/defaults/main.yml)
+step lab-up python lab/lab.py up --layout "$layout" --dify-version "$from_release"
 step fixtures ansible-playbook lab/fixtures.yml -i inventories/lab
 step converge ansible-playbook playbooks/site.yml -i inventories/lab
 step idempotence ansible-playbook playbooks/site.yml -i inventories/lab
@@ -77,20 +81,24 @@ no_changes "$out/limit.log"
 step leak-vvv ansible-playbook playbooks/site.yml -i inventories/lab --limit "$api1" -vvv --diff
 ANSIBLE_STDOUT_CALLBACK=ansible.posix.json step leak-json ansible-playbook playbooks/site.yml -i inventories/lab \
   --limit "$api1" --diff
-step verify python -m pytest -q -p no:cacheprovider tests/fleet
+FLEET_EXPECT_RELEASE=$from_release step verify python -m pytest -q -p no:cacheprovider tests/fleet
 
-# Upgrade under load: every api/worker/beat/web/sandbox/daemon container
-# moves to localhost/difyops-probe:next (same probe, another image ID).
+# Upgrade under load from $from_release to $to_release, as a user does: the
+# inventory gets the new release and the groups of its new services
+# (lab.py release), then upgrade.yml; every Dify container moves to
+# localhost/difyops-probe:next (same probe, another image ID) standing in
+# for the release's images, and parses its env as that release does.
 lab_dir=$top/.lab
+step release python lab/lab.py release "$to_release"
 cat >"$out/upgrade-vars.yml" <<VARS
-dify_version: "$(sed -n 's/^dify_version: "\(.*\)"/\1/p' roles/dify/defaults/main.yml)"
-dify_migrate_force: true
 dify_images_archive: $lab_dir/difyops-probe-next.tar
 dify_images:
   api: localhost/difyops-probe:next
   web: localhost/difyops-probe:next
   sandbox: localhost/difyops-probe:next
   plugin_daemon: localhost/difyops-probe:next
+  agent_backend: localhost/difyops-probe:next
+  local_sandbox: localhost/difyops-probe:next
 VARS
 edge_ip=$(python -c "import yaml,sys; inv=yaml.safe_load(open('inventories/lab/hosts.yml'))['all']; \
 print(inv['hosts'][list(inv['children']['dify_edge']['hosts'])[0]]['ansible_host'])")
@@ -119,7 +127,13 @@ if r["stream_failures"]:
 sys.exit(0 if r["requests"] > 0 and r["status_5xx"] == 0 and r["connection_errors"] == 0
          and r["streams"] > 0 and r["streams_ok"] == r["streams"] else 1)
 PY
-FLEET_EXPECT_IMAGE=localhost/difyops-probe:next step verify-upgraded python -m pytest -q -p no:cacheprovider tests/fleet
+FLEET_EXPECT_IMAGE=localhost/difyops-probe:next FLEET_EXPECT_RELEASE=$to_release step verify-upgraded \
+  python -m pytest -q -p no:cacheprovider tests/fleet
+# The upgraded fleet is what site.yml converges to: a rerun with the new
+# images (from here on the lab's images, as a user's inventory would say)
+# changes nothing.
+step rerun-upgraded ansible-playbook playbooks/site.yml -i inventories/lab -e "@$out/upgrade-vars.yml"
+no_changes "$out/rerun-upgraded.log"
 
 # A roll that fails on an api host never leaves it drained: roll the last api
 # host onto an image that exists nowhere (its container task fails after the
@@ -163,8 +177,8 @@ FLEET_EXPECT_IMAGE=localhost/difyops-probe:next step verify-after-failed-roll py
 # (rotate-secrets.yml keeps the previous file as a .bak), then the Dify tier
 # alone must refuse to render passwords Redis does not accept yet (fail before
 # any change, naming --tags redis,dify), then site.yml rolls them in and
-# retires the old ones (the whole run; rotate-secrets.yml prints
-# --tags redis,dify,exporters: the Redis exporter logs in with it too); every
+# retires the old ones (with exactly the tags rotate-secrets.yml prints:
+# redis,dify,exporters - the Redis exporter logs in with it too); every
 # Redis client container carries the new passwords, the probe's Redis,
 # Sentinel and Celery checks pass with them, and every Redis server and
 # Sentinel refuses the old ones (tests/fleet/test_redis_rotation.py).
@@ -185,7 +199,10 @@ grep -q -- 'not accept the password.* --tags redis,dify' <(tr -s ' \n' ' ' <"$ou
   || { echo "rotate-dify-only: no refusal naming --tags redis,dify"; tail -n 30 "$out/rotate-dify-only.log"; exit 1; }
 grep -E '^[a-z0-9_.-]+ +: ok=' "$out/rotate-dify-only.log" | grep -v ' changed=0 ' \
   && { echo "rotate-dify-only: hosts above changed something before the refusal"; exit 1; }
-step rotate-converge ansible-playbook playbooks/site.yml -i inventories/lab
+rotate_tags=$(tr -s ' \n' ' ' <"$out/rotate-redis.log" | grep -oE -- '--tags [a-z_,]+' | tail -n 1 | cut -d' ' -f2)
+[ -n "$rotate_tags" ] || { echo "rotate-redis: no --tags to run printed"; exit 1; }
+step rotate-converge ansible-playbook playbooks/site.yml -i inventories/lab --tags "$rotate_tags" \
+  -e "@$out/upgrade-vars.yml"
 FLEET_ROTATED_FROM=$rotated_from step verify-rotated python -m pytest -q -p no:cacheprovider \
   tests/fleet/test_redis_rotation.py
 
@@ -230,7 +247,7 @@ FLEET_RESTORE_TOKEN=$token FLEET_RESTORE_STARTED=$restore_started step verify-re
   python -m pytest -q -p no:cacheprovider tests/fleet/test_restore.py
 step rebuild-replicas ansible-playbook playbooks/site.yml -i inventories/lab --tags postgresql \
   -e postgresql_replica_rebuild=true
-step rerun-after-ops ansible-playbook playbooks/site.yml -i inventories/lab
+step rerun-after-ops ansible-playbook playbooks/site.yml -i inventories/lab -e "@$out/upgrade-vars.yml"
 no_changes "$out/rerun-after-ops.log"
 FLEET_ROTATED_FROM=$rotated_from step verify-after-ops python -m pytest -q -p no:cacheprovider tests/fleet \
   -k "every_service_reports or postgres_replica or console_setup or streamed or sentinels or test_no_secret_in_output"

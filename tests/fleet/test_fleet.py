@@ -20,8 +20,13 @@ from conftest import ADDRESSES, GROUPS, TOP, lab_host
 EDGE = GROUPS["dify_edge"][0]
 SERVER_NAME = "dify.lab.test"
 
+# Dify's containers and their groups; the last three run from Dify 1.16 (the
+# lab has hosts in their groups only on such a release: lab/lab.py).
 SERVICE_GROUPS = (("api", "dify_api"), ("worker", "dify_worker"), ("beat", "dify_beat"), ("web", "dify_web"),
-                  ("plugin_daemon", "dify_plugin_daemon"), ("sandbox", "dify_sandbox"))
+                  ("plugin_daemon", "dify_plugin_daemon"), ("sandbox", "dify_sandbox"),
+                  ("api_websocket", "dify_api_websocket"), ("agent_backend", "dify_agent_backend"),
+                  ("local_sandbox", "dify_local_sandbox"))
+APP_HOSTS = sorted(set(h for dummy, group in SERVICE_GROUPS for h in GROUPS.get(group, [])))
 SERVICES = [(host, svc) for svc, group in SERVICE_GROUPS for host in GROUPS.get(group, [])]
 
 
@@ -49,11 +54,17 @@ def test_every_service_reports_its_checks_ok(host, svc):
 
 
 def test_containers_run_only_where_their_group_says():
-    for host in GROUPS["dify_api"] + GROUPS["dify_worker"] + GROUPS["dify_web"] + GROUPS["dify_sandbox"]:
-        names = set(lab_host(host).check_output("docker ps --format '{{.Names}}'").split())
-        for svc, group in (("api", "dify_api"), ("worker", "dify_worker"), ("beat", "dify_beat"),
-                           ("web", "dify_web"), ("plugin_daemon", "dify_plugin_daemon"), ("sandbox", "dify_sandbox")):
-            assert (("dify-" + svc) in names) == (host in GROUPS[group]), (host, svc, names)
+    """Each Dify container runs exactly on its group's hosts (none of a release's new services elsewhere or
+    before), labelled with the fleet's release."""
+    release = os.environ.get("FLEET_EXPECT_RELEASE")
+    for host in APP_HOSTS:
+        out = lab_host(host).check_output(
+            "docker ps --format '{{.Names}} {{.Label \"org.difyops.dify-version\"}}'")
+        running = dict(line.split() for line in out.splitlines() if line.strip())
+        for svc, group in SERVICE_GROUPS:
+            assert (("dify-" + svc) in running) == (host in GROUPS.get(group, [])), (host, svc, running)
+        if release:
+            assert set(v for k, v in running.items() if k.startswith("dify-")) == {release}, (host, running)
 
 
 def edge_get(path, n=1):
@@ -317,6 +328,23 @@ def edge_stream(n=3):
         events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
         out.append((who[0] if who else None, events))
     return out
+
+
+def test_the_edge_sends_socket_io_to_the_websocket_api_exactly_when_the_fleet_runs_one():
+    """From Dify 1.15 nginx upgrades /socket.io/ to the websocket api (101 from its probe); a fleet without
+    one (1.13.3) has no such route: the request goes to web like any other path and is not upgraded."""
+    cmd = ("curl -sk -o /dev/null -D - --max-time 10 --http1.1 --resolve %s:443:127.0.0.1 "
+           "-H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' "
+           "-H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' 'https://%s/socket.io/?EIO=4&transport=websocket' "
+           "| tr -d '\\r'; true" % (SERVER_NAME, SERVER_NAME))
+    head = lab_host(EDGE).check_output(cmd)
+    status = head.split("\n", 1)[0].split()[1] if head.strip() else None
+    who = [line.split(":", 1)[1].strip() for line in head.splitlines() if line.lower().startswith("x-difyops-probe:")]
+    websocket_hosts = GROUPS.get("dify_api_websocket", [])
+    if websocket_hosts:
+        assert status == "101" and who == ["api_websocket@%s" % websocket_hosts[0]], head
+    else:
+        assert status != "101" and not [w for w in who if w.startswith("api_websocket")], head
 
 
 def test_a_streamed_answer_crosses_hosts_through_celery_and_the_event_bus():
