@@ -18,9 +18,11 @@ The steps, in order:
 2. :func:`_plan_host` per host - its size (:func:`_host_size`), the memory
    split (:func:`_memory_split`), then each service it runs: Redis
    (:func:`_plan_redis`), api (:func:`_plan_api`), worker
-   (:func:`_plan_worker`), the SQLAlchemy pools (:func:`_plan_pools`), the
-   plugin daemon (:func:`_plan_plugin_daemon`), container memory limits
-   (:func:`_memory_limits`) and what it all commits (:func:`_check_committed`);
+   (:func:`_plan_worker`), the SQLAlchemy pools of the api, worker, beat and
+   websocket api processes (:func:`_plan_pools`), the plugin daemon
+   (:func:`_plan_plugin_daemon`), the memory limits of the Dify containers
+   (the catalog's tier "dify": :func:`_memory_limits`) and what it all
+   commits (:func:`_check_committed`);
 3. :func:`_plan_fleet` - primary, master, beat host, Sentinel quorum;
 4. :func:`_plan_budget` - the PostgreSQL connection budget, then every
    database host (:func:`_plan_postgresql`, :func:`_plan_mysql`).
@@ -60,8 +62,17 @@ MIN_HEAVY_SHARE_MB = 256
 DEDICATED_RESERVE_MB = 512
 # Memory of the gunicorn master process, added to the api container's limit.
 API_MASTER_MB = 256
-# Services that run as Dify containers (their memory limit comes from the plan).
-DIFY_CONTAINERS = ("api", "worker", "beat", "web", "sandbox", "plugin_daemon")
+# Services that run as Dify containers (the catalog's tier "dify"): their
+# memory limit comes from the plan.
+DIFY_CONTAINERS = tuple(s.name for s in catalog.SERVICES if s.tier == "dify")
+# Services whose processes hold a SQLAlchemy pool to Dify's database (each
+# its own pool, counted in the PostgreSQL connection budget).
+POOLED_SERVICES = ("api", "worker", "beat", "api_websocket")
+# Gunicorn workers of the websocket api: upstream's compose entry of
+# api_websocket (API_WEBSOCKET_WORKER_AMOUNT, default 1), which the dify role
+# renders as its SERVER_WORKER_AMOUNT (checked against the release data by
+# the unit tests).
+API_WEBSOCKET_PROCESSES = 1
 
 # Every variable the plan reads from a host (facts and knobs).  The action
 # plugin reads only these from hostvars.
@@ -450,20 +461,28 @@ def _pool_processes(host, conns):
                         "prefork: one task per process"))
     if "beat" in host.tiers:
         out.append(("beat", 1, 2, 0, "beat only schedules tasks"))
+    if "api_websocket" in host.tiers and conns is not None:
+        out.append(("api_websocket", API_WEBSOCKET_PROCESSES, conns, 0,
+                    "the websocket api (Dify 1.15+): %d gevent worker, pooled like one api worker "
+                    "(dify_gunicorn_worker_connections); no pgvector pool (it only serves /socket.io/)"
+                    % API_WEBSOCKET_PROCESSES))
     return out
 
 
 def _plan_pools(ctx, host):
-    """SQLAlchemy pools of the app processes: one pool per process, sized to its concurrency."""
-    if not set(host.tiers) & set(("api", "worker", "beat")):
+    """SQLAlchemy pools of the app processes (POOLED_SERVICES): one pool per process, sized to its concurrency."""
+    if not set(host.tiers) & set(POOLED_SERVICES):
         return
     h = host.name
     pool_o, pool_explicit = ctx.number(h, "dify_sqlalchemy_pool_size", integer=True)
     ovf_o, ovf_explicit = ctx.number(h, "dify_sqlalchemy_max_overflow", integer=True, allow_zero=True)
     if pool_explicit and pool_o is None or ovf_explicit and ovf_o is None:
         return
+    conns = host.entry.get("gunicorn_worker_connections")
+    if conns is None and "api_websocket" in host.tiers:
+        conns = ctx.number(h, "dify_gunicorn_worker_connections", integer=True)[0]
     pools = {}
-    for tier, processes, needed, pgv, reason in _pool_processes(host, host.entry.get("gunicorn_worker_connections")):
+    for tier, processes, needed, pgv, reason in _pool_processes(host, conns):
         pool = pool_o if pool_explicit else needed
         ovf = ovf_o if ovf_explicit else max(1, pool // 2)
         pools[tier] = {"pool_size": pool, "max_overflow": ovf, "processes": processes,
@@ -476,7 +495,7 @@ def _plan_pools(ctx, host):
             "; overflow set by dify_sqlalchemy_max_overflow" if ovf_explicit else "; overflow half the pool for bursts")
     if not pools:
         return
-    first = [t for t in ("api", "worker", "beat") if t in pools][0]
+    first = [t for t in POOLED_SERVICES if t in pools][0]
     host.entry.update(sqlalchemy_pool_size=pools[first]["pool_size"],
                       sqlalchemy_max_overflow=pools[first]["max_overflow"], sqlalchemy_pools=pools,
                       db_processes=sum(p["processes"] for p in pools.values()),
@@ -679,7 +698,7 @@ def _plan_mysql(ctx, h, budget):
 
 def _summarise(ctx, fleet):
     """Fleet-wide pool sizes (the largest per host), for the report."""
-    app_hosts = [h for h in ctx.order if set(ctx.tiers[h]) & set(("api", "worker", "beat"))]
+    app_hosts = [h for h in ctx.order if set(ctx.tiers[h]) & set(POOLED_SERVICES)]
     pools = [ctx.plan_hosts[h]["sqlalchemy_pool_size"] for h in app_hosts
              if "sqlalchemy_pool_size" in ctx.plan_hosts[h]]
     ovfs = [ctx.plan_hosts[h]["sqlalchemy_max_overflow"] for h in app_hosts

@@ -41,8 +41,11 @@ def _fleet_section(fleet):
         return out
     b = budget["breakdown"]
     out += ["", "## PostgreSQL connection budget", "", "| source | connections |", "|---|---|",
-            "| Dify processes (processes x (pool + overflow)) | %d |" % b["app_total"],
-            "| plugin daemon (DB_MAX_OPEN_CONNS) | %d |" % b["plugin_daemon"],
+            "| Dify processes (processes x (pool + overflow)) | %d |" % b["app_total"]]
+    websocket = sum(v for k, v in b["app_hosts"].items() if k.endswith(":api_websocket"))
+    if websocket:
+        out.append("| of which the websocket api (api_websocket) | %d |" % websocket)
+    out += ["| plugin daemon (DB_MAX_OPEN_CONNS) | %d |" % b["plugin_daemon"],
             "| pgvector (PGVECTOR_MAX_CONNECTION per process) | %d |" % b["pgvector"],
             "| replicas | %d |" % b["replication"],
             "| superuser_reserved_connections | %d |" % b["superuser_reserved"],

@@ -16,8 +16,13 @@ description:
   - Computes the capacity plan of the fleet in one pass on the controller - per host the PostgreSQL
     settings (PGTune method) and version, InnoDB settings, Redis maxmemory and policy, gunicorn workers and
     worker connections, Celery concurrency, autoscale and pool, SQLAlchemy pool size and overflow per process
-    kind, the plugin daemon's connections, each Dify container's memory limit; fleet-wide the PostgreSQL
+    kind, the plugin daemon's connections, each Dify container's memory limit (every service of the catalog's
+    tier C(dify), Dify 1.16's agent backend and local sandbox included); fleet-wide the PostgreSQL
     C(max_connections) from the connection budget, the pgvector connections, the Sentinel quorum, the beat host.
+  - The connection budget counts every process holding a SQLAlchemy pool - gunicorn workers, Celery processes,
+    beat, and the websocket api (Dify 1.15+, C(dify_api_websocket) - one gevent worker pooled like one api worker,
+    C(dify_gunicorn_worker_connections), no pgvector pool) - plus the plugin daemon, pgvector, replicas and the
+    reserved connections.
   - The plan is the only interface between the fleet model and the roles - they read C(difyops_plan), never a
     size of their own; the role C(difyops.fleet.plan) runs this module for a role used without site.yml.
   - Refuses a fleet whose sizes cannot work, before any host is changed, with one message per problem naming
@@ -26,10 +31,11 @@ description:
     on a host; a host without memory facts; a bad knob value. Host counts (exactly one beat host, odd
     Sentinels for HA, ...) are M(difyops.fleet.fleet_preflight)'s, from the service catalog.
   - Memory of a host that runs several services - the OS keeps 512 MiB, each light service the fixed budget
-    the catalog gives it, which is also its container limit (sentinel 64, beat 512, web 1024, sandbox 1024,
-    plugin_daemon 2048, ssrf_proxy 128, edge 128 MiB), and the rest is split among the heavy services present
-    by weight (postgresql 4, mysql 4, redis 2, vector 2 (Weaviate/Qdrant on C(dify_vector)), api 3, worker 3;
-    per host C(difyops_memory_weights)). A host with one service gives it all its RAM.
+    the catalog gives it, which is also the memory limit of the Dify containers among them (sentinel 64, beat
+    512, web 1024, sandbox 1024, plugin_daemon 2048, ssrf_proxy 128, edge 128 MiB; Dify 1.15+/1.16+ api_websocket
+    1024, agent_backend 1024, local_sandbox 1024, agent_ssrf_proxy 128 MiB), and the rest is split among the heavy
+    services present by weight (postgresql 4, mysql 4, redis 2, vector 2 (Weaviate/Qdrant on C(dify_vector)), api 3,
+    worker 3; per host C(difyops_memory_weights)). A host with one service gives it all its RAM.
   - MySQL/MariaDB hosts (group C(dify_mysql)) get InnoDB settings (M(difyops.fleet.innodb_tune) logic) for
     their memory share, with C(max_connections) from the same connection budget; an explicit
     C(mysql_max_connections) below the budget is refused.
@@ -131,7 +137,8 @@ plan:
       C(mysql) (InnoDB settings dict); C(redis_maxmemory) (bytes), C(redis_maxmemory_human),
       C(redis_maxmemory_policy); C(gunicorn_workers), C(gunicorn_worker_connections); C(celery_concurrency),
       C(celery_autoscale) ([min, max]), C(celery_pool); C(sqlalchemy_pool_size), C(sqlalchemy_max_overflow) (the
-      first of api, worker, beat), C(sqlalchemy_pools) (per process kind), C(db_processes), C(db_connections);
+      first of api, worker, beat, api_websocket), C(sqlalchemy_pools) (per process kind - api, worker, beat,
+      api_websocket), C(db_processes), C(db_connections);
       C(plugin_db_max_open_conns), C(plugin_db_max_idle_conns); C(memory_limits_mb) (per Dify container)."
   returned: success
   type: dict
