@@ -10,46 +10,22 @@ import os
 import subprocess
 
 import pytest
-import testinfra
 
-AGENT_PORT = 3129
+from proxy_helpers import AGENT_PORT, PUBLIC_URL, assert_refused, fetch, served
 
-
-def _spec(name):
-    return "podman://%s" % name
+testinfra_hosts = ["podman://mol-ssrf_proxy-sandbox"]
 
 
-testinfra_hosts = [_spec("mol-ssrf_proxy-sandbox")]
+def agent_fetch(host, proxy, url):
+    """fetch() through the agent squid."""
+    return fetch(host, proxy, url, port=AGENT_PORT)
 
 
-@pytest.fixture(scope="module")
-def lab():
-    hosts = {role: testinfra.get_host(_spec("mol-ssrf_proxy-" + role)) for role in ("proxy", "api", "sandbox")}
-    addr = {role: h.check_output("hostname -I").split()[0] for role, h in hosts.items()}
-    return hosts, addr
-
-
-def fetch(host, proxy, url, port=AGENT_PORT):
-    """(status, body, headers) of `url` fetched through the proxy at `proxy`:`port` from `host`."""
-    cmd = host.run(
-        "curl -sS --max-time 20 -D /tmp/ah -o /tmp/ab -w '%%{http_code}' -x http://%s:%s '%s'; echo;"
-        " cat /tmp/ah; echo ==BODY==; cat /tmp/ab" % (proxy, port, url)
-    )
-    status, dummy, rest = cmd.stdout.partition("\n")
-    headers, dummy, body = rest.partition("==BODY==\n")
-    return status.strip(), body, headers
-
-
-def assert_refused(result):
-    status, body, headers = result
-    assert status == "403", result
-    assert "X-Squid-Error: ERR_ACCESS_DENIED" in headers, result
-
-
-def test_agent_stub_on_an_agent_backend_is_served(host, lab):
+# /agent-stub/ on an agent backend (5050), /files/ on the Dify api (5001)
+@pytest.mark.parametrize("port, path", [(5050, "/agent-stub/ping"), (5001, "/files/ping")], ids=["agent_stub", "files"])
+def test_upstream_agent_destinations_are_served(host, lab, port, path):
     addr = lab[1]
-    status, body, headers = fetch(host, addr["proxy"], "http://%s:5050/agent-stub/ping" % addr["api"])
-    assert status == "200", (status, headers)
+    body = served(agent_fetch(host, addr["proxy"], "http://%s:%d%s" % (addr["api"], port, path)))
     assert body.strip() == "ping:mol-ssrf_proxy-api"
 
 
@@ -59,38 +35,29 @@ def test_other_paths_of_the_agent_backend_are_refused(host, lab):
     direct = host.check_output("curl -sS --max-time 10 http://%s:5050/other/ping" % addr["api"])
     assert direct.strip() == "ping:mol-ssrf_proxy-api"
     # ... the agent proxy refuses it, and /agent-stub/ on another port of that host
-    assert_refused(fetch(host, addr["proxy"], "http://%s:5050/other/ping" % addr["api"]))
-    assert_refused(fetch(host, addr["proxy"], "http://%s:8080/agent-stub/ping" % addr["api"]))
-
-
-def test_files_on_the_dify_api_are_served(host, lab):
-    addr = lab[1]
-    status, body, headers = fetch(host, addr["proxy"], "http://%s:5001/files/ping" % addr["api"])
-    assert status == "200", (status, headers)
-    assert body.strip() == "ping:mol-ssrf_proxy-api"
+    assert_refused(agent_fetch(host, addr["proxy"], "http://%s:5050/other/ping" % addr["api"]))
+    assert_refused(agent_fetch(host, addr["proxy"], "http://%s:8080/agent-stub/ping" % addr["api"]))
 
 
 def test_metadata_and_private_addresses_are_refused(host, lab):
     addr = lab[1]
-    assert_refused(fetch(host, addr["proxy"], "http://169.254.169.254/latest/meta-data/"))
-    assert_refused(fetch(host, addr["proxy"], "http://%s:8080/" % addr["proxy"]))
-    assert_refused(fetch(host, addr["proxy"], "http://127.0.0.1:8080/"))
+    assert_refused(agent_fetch(host, addr["proxy"], "http://169.254.169.254/latest/meta-data/"))
+    assert_refused(agent_fetch(host, addr["proxy"], "http://%s:8080/" % addr["proxy"]))
+    assert_refused(agent_fetch(host, addr["proxy"], "http://127.0.0.1:8080/"))
     # the first squid's allow-list (the sandbox host's address) is not the agent proxy's
-    assert_refused(fetch(host, addr["proxy"], "http://%s:8080/" % addr["sandbox"]))
+    assert_refused(agent_fetch(host, addr["proxy"], "http://%s:8080/" % addr["sandbox"]))
 
 
 def test_public_internet_is_served(host, lab):
     addr = lab[1]
-    status, body, headers = fetch(host, addr["proxy"], "http://deb.debian.org/debian/dists/trixie/Release")
-    assert status == "200", (status, headers)
-    assert "Codename: trixie" in body
+    assert "Codename: trixie" in served(agent_fetch(host, addr["proxy"], PUBLIC_URL))
 
 
 def test_hosts_that_are_not_local_sandboxes_are_refused(lab):
     hosts, addr = lab
     # the api host is a client of the first squid, not of the agent proxy
-    assert_refused(fetch(hosts["api"], addr["proxy"], "http://%s:5050/agent-stub/ping" % addr["api"]))
-    assert_refused(fetch(hosts["api"], addr["proxy"], "http://deb.debian.org/debian/dists/trixie/Release"))
+    assert_refused(agent_fetch(hosts["api"], addr["proxy"], "http://%s:5050/agent-stub/ping" % addr["api"]))
+    assert_refused(agent_fetch(hosts["api"], addr["proxy"], PUBLIC_URL))
 
 
 def test_two_instances_with_their_own_files(lab):
@@ -122,7 +89,7 @@ def test_a_rule_change_reloads_only_the_agent_proxy(lab):
 
     before = pids()
     first_conf = proxy.file("/etc/squid/squid.conf").sha256sum
-    assert_refused(fetch(hosts["api"], addr["proxy"], "http://%s:5050/agent-stub/ping" % addr["api"]))
+    assert_refused(agent_fetch(hosts["api"], addr["proxy"], "http://%s:5050/agent-stub/ping" % addr["api"]))
     # converge.yml again with the api host as an extra client of the agent proxy
     res = subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
@@ -136,5 +103,4 @@ def test_a_rule_change_reloads_only_the_agent_proxy(lab):
     assert "RUNNING HANDLER [difyops.fleet.ssrf_proxy : Reload squid]" not in res.stdout
     assert pids() == before
     assert proxy.file("/etc/squid/squid.conf").sha256sum == first_conf
-    status, body, headers = fetch(hosts["api"], addr["proxy"], "http://%s:5050/agent-stub/ping" % addr["api"])
-    assert status == "200", (status, headers)
+    served(agent_fetch(hosts["api"], addr["proxy"], "http://%s:5050/agent-stub/ping" % addr["api"]))

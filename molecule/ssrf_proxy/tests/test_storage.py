@@ -1,8 +1,8 @@
 """Dify's file storage on the api/worker host: uid 1001 writes and reads, others cannot."""
 
+import json
 import os
 import subprocess
-import textwrap
 
 testinfra_hosts = ["podman://mol-ssrf_proxy-api"]
 
@@ -31,24 +31,21 @@ def test_uid_1001_writes_and_reads(host):
     host.run("rm -f /var/lib/dify/storage/probe.txt")
 
 
+def _local_play(tmp_path, play, *extra_vars):
+    """Run `play` (tasks/roles/post_tasks of one play) on the controller with its own python and the given
+    extra vars; the finished process. (A play in JSON is YAML.)"""
+    play = dict({"hosts": "localhost", "connection": "local", "gather_facts": False}, **play)
+    play["vars"] = dict(play.get("vars", {}), ansible_python_interpreter="{{ ansible_playbook_python }}")
+    path = tmp_path / "play.yml"
+    path.write_text(json.dumps([play], indent=2))
+    extra = [arg for value in extra_vars for arg in ("-e", value)]
+    return subprocess.run(["ansible-playbook", "-i", "localhost,", str(path), *extra],
+                          capture_output=True, text=True, env=dict(os.environ, ANSIBLE_NOCOLOR="1"), check=False)
+
+
 def _run_validate(tmp_path, extra_vars):
-    play = tmp_path / "validate.yml"
-    play.write_text(textwrap.dedent("""\
-        - hosts: localhost
-          connection: local
-          gather_facts: false
-          vars:
-            ansible_python_interpreter: "{{ ansible_playbook_python }}"
-          tasks:
-            - ansible.builtin.include_role:
-                name: difyops.fleet.storage
-                tasks_from: validate.yml
-        """))
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", str(play), "-e", extra_vars],
-        capture_output=True, text=True, env=env, check=False,
-    )
+    tasks = [{"ansible.builtin.include_role": {"name": "difyops.fleet.storage", "tasks_from": "validate.yml"}}]
+    return _local_play(tmp_path, {"tasks": tasks}, extra_vars)
 
 
 # Local storage on several api/worker hosts is a fleet rule: preflight refuses
@@ -72,32 +69,16 @@ def test_s3_without_credentials_is_refused(tmp_path):
 
 
 def _render_env(tmp_path, extra_vars):
-    play = tmp_path / "env.yml"
-    play.write_text(textwrap.dedent("""\
-        - hosts: localhost
-          connection: local
-          gather_facts: false
-          vars:
-            ansible_python_interpreter: "{{ ansible_playbook_python }}"
-            storage_hosts: []
-            storage_plugin_hosts: []
-          roles:
-            - difyops.fleet.storage
-          post_tasks:
-            - ansible.builtin.copy:
-                dest: "{{ out }}"
-                content: "{{ {'dify': storage_dify_env, 'plugin': storage_plugin_env,
-                              'path': storage_host_path} | to_json }}"
-                mode: "0600"
-        """))
     out = tmp_path / "env.json"
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
-    res = subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", str(play), "-e", extra_vars, "-e", "out=%s" % out],
-        capture_output=True, text=True, env=env, check=False,
-    )
+    res = _local_play(tmp_path, {
+        "vars": {"storage_hosts": [], "storage_plugin_hosts": []},
+        "roles": ["difyops.fleet.storage"],
+        "post_tasks": [{"ansible.builtin.copy": {
+            "dest": "{{ out }}", "mode": "0600",
+            "content": "{{ {'dify': storage_dify_env, 'plugin': storage_plugin_env, "
+                       "'path': storage_host_path} | to_json }}"}}],
+    }, extra_vars, "out=%s" % out)
     assert res.returncode == 0, res.stdout
-    import json
     return json.loads(out.read_text())
 
 
