@@ -684,8 +684,17 @@ def has_family(release, family):
 
 
 def known_names(release, family):
-    """Every name the family's image reads; empty when the release does not have the family."""
-    return frozenset(release[family]["names"]) if family in release else frozenset()
+    """Every name the family's image reads; empty when the release does not have the family.
+
+    Besides the names its code reads, the names upstream's compose file gives the image: every process in
+    it inherits them (the local sandbox's jobs - pip, curl, Python - go out through the HTTP_PROXY /
+    HTTPS_PROXY / NO_PROXY its compose entry sets; for the other images these are names they read anyway)."""
+    if family not in release:
+        return frozenset()
+    compose = set()
+    for entry in (release[family].get("compose") or {}).values():
+        compose.update((entry.get("environment") or {}).keys())
+    return frozenset(release[family]["names"]) | frozenset(compose)
 
 
 def has_file(release, path):

@@ -32,10 +32,26 @@ SECRETS = {
     "plugin_daemon_key": "render-daemon-key-0123",
     "plugin_inner_api_key": "render-inner-key-0123",
     "pgbackrest_cipher_pass": "render-cipher-pass-0123456789",
+    # Dify 1.16+ (fleets with the agent services)
+    "agent_api_token": "render-agent-token-0123456789",
+    "agent_server_secret_key": "cmVuZGVyLWFnZW50LXNlY3JldC1rZXktMzJieXRlcyE",
+    "agent_shellctl_token": "render-shellctl-token-0123456789",
 }
 COMMON = {"difyops_memory_mb": 16384, "difyops_cpus": 4, "nginx_server_name": "dify.example.com",
           "difyops_secrets": SECRETS, "ansible_connection": "ssh"}
 APP_GROUPS = ("dify_api", "dify_worker", "dify_beat", "dify_web", "dify_sandbox", "dify_plugin_daemon")
+# The groups of services a release line adds (service, group): a fleet on a release without the service has
+# no host in its group (preflight refuses one), so the shapes drop them for such a release.
+RELEASE_GROUPS = (("api_websocket", "dify_api_websocket"), ("agent_backend", "dify_agent_backend"),
+                  ("local_sandbox", "dify_local_sandbox"), ("agent_backend", "dify_agent_ssrf_proxy"))
+
+
+def for_release(inventory, version):
+    """The inventory as a fleet on ``version`` has it: without the groups of services the release lacks."""
+    for service, group in RELEASE_GROUPS:
+        if not dc.has_service(version, service):
+            inventory["all"]["children"].pop(group, None)
+    return inventory
 
 
 def _load(path):
@@ -63,8 +79,12 @@ def _from_file(path, extra_vars=None):
 
 def _lab_fleet():
     layout = _load("lab/layouts/fleet.yml")
+    placed = dict((name, list(groups)) for name, groups in layout["hosts"].items())
+    for release_hosts in (layout.get("release_hosts") or {}).values():
+        for name, groups in release_hosts.items():
+            placed[name] += groups
     hosts = dict((name, ("10.89.0.%d" % (10 + i), groups, {}))
-                 for i, (name, groups) in enumerate(layout["hosts"].items()))
+                 for i, (name, groups) in enumerate(placed.items()))
     return _inventory(hosts, dict(layout.get("vars") or {}, nginx_server_name="dify.lab.test",
                                   difyops_exporters_enabled=False))
 
@@ -331,11 +351,12 @@ def check_healthchecks(version, containers):
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_render_shape(tmp_path, shape, version):
-    inventory = SHAPES[shape]()
+    inventory = for_release(SHAPES[shape](), version)
     out = render(tmp_path, inventory, version, "-e", "render_show_secrets=true")[0]
     envs, containers = rendered(out)
     groups = groups_of(inventory)
-    expect = set(h for g in APP_GROUPS for h in groups.get(g, []))
+    expect = set(h for g in APP_GROUPS + ("dify_api_websocket", "dify_agent_backend", "dify_local_sandbox")
+                 for h in groups.get(g, []))
     assert set(envs) == expect
     assert "migration" in envs[groups["dify_api"][0]]
     for host, services in envs.items():

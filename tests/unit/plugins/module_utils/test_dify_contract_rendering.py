@@ -324,6 +324,6 @@ def test_db_tls_for_mysql_and_modes_the_daemon_cannot_take():
 def test_container_env_refuses_names_dify_reads():
     assert dc.container_env_problems({"all": {"PROBE_INTERVAL": "5"}}) == []
     errs = dc.container_env_problems({"api": {"REDIS_HOST": "x"}, "all": {"GIN_MODE": "debug"}, "bogus": {}})
-    assert [e for e in errs if "api.REDIS_HOST is a variable Dify 1.13.3's api image reads" in e]
+    assert [e for e in errs if "api.REDIS_HOST is a variable Dify %s's api image reads" % dc.DEFAULT_VERSION in e]
     assert [e for e in errs if "all.GIN_MODE" in e and "plugin_daemon" in e]
     assert [e for e in errs if "'bogus'" in e]

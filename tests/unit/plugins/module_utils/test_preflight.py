@@ -24,6 +24,8 @@ GROUPS = {
     "dify_api": ["app"], "dify_worker": ["app"], "dify_beat": ["app"], "dify_web": ["app"],
     "dify_plugin_daemon": ["app"], "dify_sandbox": ["edge"], "dify_ssrf_proxy": ["edge"],
     "dify_edge": ["edge"],
+    # Dify 1.16+ (the default release): the agent services
+    "dify_agent_backend": ["app"], "dify_local_sandbox": ["edge"], "dify_agent_ssrf_proxy": ["edge"],
 }
 
 

@@ -167,7 +167,7 @@ CASES = [
     ("dify_version_unknown", None, {"app": {"dify_version": "1.14.0"}},
      ["dify_version = '1.14.0' is not a release", "1.13.3, 1.16.1"]),
     ("dify_version_v_prefix", None, {"app": {"dify_version": "v1.13.3"}}, ["dify_version: '1.13.3'"]),
-    ("dify_version_differs", {"dify_worker": ["edge"]}, {"edge": {"dify_version": "1.16.1"}},
+    ("dify_version_differs", {"dify_worker": ["edge"]}, {"edge": {"dify_version": "1.13.3"}},
      ["dify_version differs between the Dify hosts"]),
     # hosts, URLs, storage locations
     ("host_var_is_url", None, {"app": {"dify_redis_host": "redis://10.0.0.9:6379/0"}},
@@ -265,8 +265,8 @@ def test_a_refused_credential_is_not_shown():
              "dify_redis_sentinels": ["10.0.0.11:26379", "s1.example.net:26379"]}},
     {"edge": {"ssrf_proxy_allow_private_ips": ["{{ groups['dify_web'] | map('extract', hostvars) | list }}"],
               "nginx_server_name": "{{ edge_lab_domain }}", "difyops_address": "{{ lab_address }}"}},
-    {"app": {"difyops_memory_mb": 8192, "redis_maxmemory": "4gb", "dify_version": "1.13.3"},
-     "edge": {"dify_version": "1.13.3"}},
+    {"app": {"difyops_memory_mb": 8192, "redis_maxmemory": "4gb", "dify_version": "1.16.1"},
+     "edge": {"dify_version": "1.16.1"}},
 ])
 def test_what_operators_mean_passes(extra):
     groups, hv = fleet(**copy.deepcopy(extra))

@@ -16,7 +16,8 @@ AGENT = {"dify_agent_backend": ["app"], "dify_local_sandbox": ["edge"], "dify_ag
 
 
 def groups_with(**extra):
-    groups = copy.deepcopy(GROUPS)
+    """The good fleet without the agent groups, plus EXTRA."""
+    groups = dict((g, hosts) for g, hosts in copy.deepcopy(GROUPS).items() if g not in AGENT)
     groups.update(copy.deepcopy(extra))
     return groups
 

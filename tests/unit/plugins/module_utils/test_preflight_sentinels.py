@@ -25,7 +25,7 @@ def test_ipv6_sentinel_addresses_are_refused_with_the_fix():
     assert len(errors) == 1
     text = errors[0]
     assert text.startswith("app: the addresses of the dify_sentinel hosts include IPv6 addresses")
-    assert "fd00::21 (r1)" in text and "Dify 1.13.3 splits every REDIS_SENTINELS entry on ':'" in text
+    assert "fd00::21 (r1)" in text and "Dify 1.16.1 splits every REDIS_SENTINELS entry on ':'" in text
     assert "dify_redis_sentinels" in text and "host name" in text
 
 

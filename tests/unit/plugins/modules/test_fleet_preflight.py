@@ -21,7 +21,7 @@ GROUPS = {
     "all": ["a"],
     "dify_postgres": ["a"], "dify_redis": ["a"], "dify_api": ["a"], "dify_worker": ["a"], "dify_beat": ["a"],
     "dify_web": ["a"], "dify_plugin_daemon": ["a"], "dify_sandbox": ["a"], "dify_ssrf_proxy": ["a"],
-    "dify_edge": ["a"],
+    "dify_edge": ["a"], "dify_agent_backend": ["a"], "dify_local_sandbox": ["a"], "dify_agent_ssrf_proxy": ["a"],
 }
 
 
