@@ -48,13 +48,17 @@ class Port(object):
     (default: the service's group).  ``bind``: ``private`` (the host's
     fleet address and loopback) or ``all`` (every address: public entry
     points and Dify's host-network containers, fenced by the firewall).
+    ``only_if``: (variable, value): the port exists only on hosts where that
+    variable has that value (Patroni's REST API with
+    ``postgresql_ha_manager: patroni``).
     """
 
     __slots__ = ("name", "default", "var", "clients", "peers", "anywhere", "monitoring",
-                 "on", "colocated", "proto", "bind", "purpose")
+                 "on", "colocated", "proto", "bind", "purpose", "only_if")
 
     def __init__(self, name, default, var=None, clients=(), peers=False, anywhere=False,
-                 monitoring=False, on=None, colocated=None, proto="tcp", bind="private", purpose=""):
+                 monitoring=False, on=None, colocated=None, proto="tcp", bind="private", purpose="",
+                 only_if=None):
         self.name = name
         self.default = default
         self.var = var
@@ -67,23 +71,25 @@ class Port(object):
         self.proto = proto
         self.bind = bind
         self.purpose = purpose
+        self.only_if = tuple(only_if) if only_if else None
 
     def as_dict(self, service):
         return {"name": self.name, "service": service.name, "var": self.var, "default": self.default,
                 "proto": self.proto, "bind": self.bind, "on": list(self.on or (service.group,)),
                 "clients": list(self.clients), "peers": self.peers, "anywhere": self.anywhere,
-                "monitoring": self.monitoring, "colocated": dict(self.colocated), "purpose": self.purpose}
+                "monitoring": self.monitoring, "colocated": dict(self.colocated), "purpose": self.purpose,
+                "only_if": list(self.only_if) if self.only_if else None}
 
 
 class Service(object):
     """One service of the fleet (see the module docstring)."""
 
     __slots__ = ("name", "group", "purpose", "roles", "tier", "ports", "weight", "memory_mb",
-                 "required", "alternative", "max_hosts", "exactly", "odd_for_ha", "first_host", "why")
+                 "required", "alternative", "max_hosts", "exactly", "odd_for_ha", "first_host", "why", "member")
 
     def __init__(self, name, group, purpose, roles, tier, ports=(), weight=None, memory_mb=None,
                  required=True, alternative=None, max_hosts=None, exactly=None, odd_for_ha=False,
-                 first_host="", why=""):
+                 first_host="", why="", member="host"):
         self.name = name
         self.group = group
         self.purpose = purpose
@@ -99,6 +105,7 @@ class Service(object):
         self.odd_for_ha = odd_for_ha
         self.first_host = first_host    # what the first host of the group is
         self.why = why                  # why the count rule exists
+        self.member = member            # what one host of the group is called in messages
 
     def as_dict(self):
         return {"name": self.name, "group": self.group, "purpose": self.purpose, "roles": list(self.roles),
@@ -114,8 +121,13 @@ _DIFY_ROLES = ("docker_engine", "dify")
 # In the order the fleet's groups are listed everywhere (inventory order of
 # the plan's tiers, firewall comments, the dify_fleet group).
 SERVICES = (
-    Service("postgresql", "dify_postgres", "PostgreSQL (Dify's database)", ("postgresql",), "postgresql",
-            ports=(Port("postgresql", 5432, var="postgresql_port", clients=_DB_CLIENTS, peers=True),),
+    # Patroni's REST API (postgresql_ha_manager: patroni only): the members
+    # ask each other during a failover; the Dify hosts' local HAProxy will
+    # check it to find the primary.
+    Service("postgresql", "dify_postgres", "PostgreSQL (Dify's database)", ("postgresql", "patroni"), "postgresql",
+            ports=(Port("postgresql", 5432, var="postgresql_port", clients=_DB_CLIENTS, peers=True),
+                   Port("patroni", 8008, var="patroni_restapi_port", clients=_DB_CLIENTS, peers=True,
+                        only_if=("postgresql_ha_manager", "patroni"))),
             weight=4, alternative="dify_mysql", first_host="the primary; the rest stream from it"),
     Service("mysql", "dify_mysql", "MariaDB (Dify's DB_TYPE=mysql)", ("mysql",), "mysql",
             ports=(Port("mysql", 3306, var="mysql_port", clients=_DB_CLIENTS, peers=True),),
@@ -127,7 +139,12 @@ SERVICES = (
     Service("sentinel", "dify_sentinel", "Redis Sentinel", ("redis_sentinel",), "redis",
             ports=(Port("sentinel", 26379, var="redis_sentinel_port", clients=_DB_CLIENTS + ("dify_redis",),
                         peers=True),),
-            memory_mb=64, required=False, odd_for_ha=True),
+            memory_mb=64, required=False, odd_for_ha=True, member="Sentinel"),
+    # Patroni's DCS (and later the Celery beat lease): a static cluster.
+    Service("etcd", "dify_etcd", "etcd (Patroni's consensus store)", ("etcd",), "etcd",
+            ports=(Port("etcd_client", 2379, var="etcd_client_port", clients=("dify_postgres",), peers=True),
+                   Port("etcd_peer", 2380, var="etcd_peer_port", peers=True)),
+            memory_mb=128, required=False, odd_for_ha=True, member="etcd member"),
     Service("vector", "dify_vector", "the fleet's own Weaviate or Qdrant", ("docker_engine", "vector_store"),
             "vector_store",
             ports=(Port("weaviate", 8080, var="vector_store_weaviate_http_port", clients=("dify_api", "dify_worker")),
@@ -382,6 +399,8 @@ def open_ports(host, groups, hostvars, extra_sources=None, monitoring_sources=No
     for svc, p in all_ports():
         if not here & set(p.on or (svc.group,)):
             continue
+        if p.only_if and get_key(get_key(hostvars, host) or {}, p.only_if[0]) != p.only_if[1]:
+            continue
         names = list(p.clients) + ([svc.group] if p.peers else [])
         names += list(extra_sources.get(p.name) or [])
         if p.monitoring:
@@ -435,8 +454,8 @@ def _count_problem(s, hosts, groups, ha):
                    ", ".join(hosts[:limit]), group))
     if s.odd_for_ha and ha and (n < 3 or n % 2 == 0):
         fix = "%d or %d" % (n - 1, n + 1) if n >= 4 else "3"
-        return ("%d Sentinel(s) (hosts in %s): high availability needs an odd number of at least 3 Sentinels; "
-                "use %s (or set difyops_ha: false to accept no failover safety)" % (n, group, fix))
+        return ("%d %s(s) (hosts in %s): high availability needs an odd number of at least 3 %ss; "
+                "use %s (or set difyops_ha: false to accept no failover safety)" % (n, s.member, group, s.member, fix))
     return None
 
 

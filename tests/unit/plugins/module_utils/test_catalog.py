@@ -49,7 +49,8 @@ def role_defaults(role):
 
 def test_groups_in_order_and_every_service_once():
     assert catalog.FLEET_GROUPS == (
-        "dify_postgres", "dify_mysql", "dify_redis", "dify_sentinel", "dify_vector", "dify_api", "dify_api_websocket",
+        "dify_postgres", "dify_mysql", "dify_redis", "dify_sentinel", "dify_etcd", "dify_vector", "dify_api",
+        "dify_api_websocket",
         "dify_worker", "dify_beat", "dify_web", "dify_sandbox", "dify_plugin_daemon", "dify_agent_backend",
         "dify_local_sandbox", "dify_ssrf_proxy", "dify_agent_ssrf_proxy", "dify_edge")
     names = [s.name for s in catalog.SERVICES]
@@ -172,7 +173,39 @@ def test_firewall_argument_spec_knows_every_port():
     assert sorted(spec["firewall_extra_sources"]["options"]) == sorted(p.name for _s, p in catalog.all_ports())
 
 
+def test_patronis_rest_api_is_opened_only_under_patroni():
+    assert "patroni" not in rules("data")
+    got = rules("data", hostvars(data={"postgresql_ha_manager": "patroni"}))
+    assert got["patroni"]["port"] == "8008"
+    assert got["patroni"]["sources"] == ["10.0.0.2", "10.0.0.1"]   # the database clients' host + the members
+    moved = rules("data", hostvars(data={"postgresql_ha_manager": "patroni", "patroni_restapi_port": 8009}))
+    assert moved["patroni"]["port"] == "8009"
+    assert "patroni" not in rules("data", hostvars(data={"postgresql_ha_manager": "none"}))
+
+
+def test_etcd_client_port_for_the_database_hosts_peer_port_for_the_members():
+    groups = dict(GROUPS, dify_etcd=["data", "app", "box"])
+    got = dict((r["name"], r) for r in catalog.open_ports("box", groups, hostvars()))
+    assert got["etcd_client"]["port"] == "2379"
+    assert got["etcd_client"]["sources"] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]   # dify_postgres + the members
+    assert got["etcd_peer"]["port"] == "2380"
+    assert got["etcd_peer"]["sources"] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert "etcd_client" not in rules("edge")
+
+
 # ----------------------------------------------------------- host counts
+
+
+@pytest.mark.parametrize("count, fix", [(2, "3"), (4, "3 or 5")])
+def test_an_even_etcd_cluster_is_refused_for_ha(count, fix):
+    names = ["data", "app", "box", "edge", "x"][:count]
+    (err,) = [e for e in catalog.count_problems(dict(GROUPS, dify_etcd=names), ha=True) if "dify_etcd" in e]
+    assert err.startswith("%d etcd member(s) (hosts in dify_etcd)" % count) and "at least 3 etcd members" in err
+    assert "use %s" % fix in err
+    assert catalog.count_problems(dict(GROUPS, dify_etcd=names[:1])) == []
+    assert [e for e in catalog.count_problems(dict(GROUPS, dify_etcd=["data", "app", "box"]), ha=True)
+            if "dify_etcd" in e] == []
+
 
 def test_counts_need_exactly_one_beat_and_allow_mysql_instead_of_postgres():
     assert catalog.count_problems(GROUPS) == []

@@ -115,9 +115,9 @@ def test_split_fleet_worked_example():
 def test_all_in_one_host_splits_memory():
     plan = cp.build_plan({g: ["aio"] for g in ALL_GROUPS}, {"aio": host(16384, 4)})
     e = plan["hosts"]["aio"]
-    # sentinel, beat, web, sandbox, plugin daemon, ssrf proxy, edge; Dify 1.15+/1.16+:
+    # sentinel, etcd, beat, web, sandbox, plugin daemon, ssrf proxy, edge; Dify 1.15+/1.16+:
     # websocket api, agent backend, local sandbox, agent proxy
-    light = 64 + 512 + 1024 + 1024 + 2048 + 128 + 128 + 1024 + 1024 + 1024 + 128
+    light = 64 + 128 + 512 + 1024 + 1024 + 2048 + 128 + 128 + 1024 + 1024 + 1024 + 128
     rest = 16384 - 512 - light
     # weights postgresql 4, redis 2, api 3, worker 3 (of 12); the PostgreSQL
     # share is rounded down to 64 MiB
