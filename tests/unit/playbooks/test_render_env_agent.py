@@ -69,7 +69,9 @@ def test_render_a_1_16_1_fleet_with_the_agent_services(tmp_path):
     assert c["agent1"]["agent_backend"]["network_mode"] == "host"
     assert "'127.0.0.1:5051'" in c["agent1"]["agent_backend"]["healthcheck"]["test"][-1]
     assert c["agent1"]["agent_backend"]["image"] == "langgenius/dify-agent-backend:1.16.1"
-    assert c["app1"]["local_sandbox"]["network_mode"] == "dify-sandbox"
+    # the local sandbox's own fenced network (issue 15), not the sandbox's
+    assert c["app1"]["local_sandbox"]["network_mode"] == "dify-local-sandbox"
+    assert c["app1"]["sandbox"]["network_mode"] == "dify-sandbox"
     assert c["app1"]["local_sandbox"]["published_ports"] == ["10.0.2.11:5014:5004"]
     assert c["app1"]["local_sandbox"]["healthcheck"]["test"][-1] == "http://localhost:5004/healthz"
     assert c["app1"]["local_sandbox"]["volumes"] == []
@@ -83,5 +85,5 @@ def test_render_1_16_1_with_the_agent_proxy_on_the_local_sandbox_host(tmp_path):
     children["dify_agent_ssrf_proxy"]["hosts"] = {"app1": {}}
     out = render(tmp_path, inventory, "1.16.1")[0]
     local = rendered(out)[0]["app1"]["local_sandbox"]
-    # squid's agent port at the sandbox network's gateway, as the sandbox reaches its proxy
-    assert local["HTTP_PROXY"] == "http://172.29.194.1:3129"
+    # squid's agent port at the local sandbox network's gateway, as the sandbox reaches its proxy
+    assert local["HTTP_PROXY"] == "http://172.29.195.1:3129"

@@ -94,14 +94,15 @@ def test_without_agent_backend_hosts_its_rule_is_left_out(tmp_path):
 
 
 def test_a_host_that_also_runs_the_local_sandbox(tmp_path):
-    """Role dify runs the local sandbox in the sandbox's network, pointed at the agent port at its gateway:
-    that subnet is a client and the proxy listens on every address (the gateway appears later in the run)."""
+    """Role dify runs the local sandbox in a network of its own, pointed at the agent port at its gateway:
+    that subnet (not the sandbox's) is a client and the proxy listens on every address (the gateway appears
+    later in the run)."""
     groups = dict(GROUPS, dify_local_sandbox=["lsb", "proxy"])
     res, text = render(tmp_path, {"dify_version": "1.16.1"}, groups=groups)
     assert res.returncode == 0, res.stdout + res.stderr
     assert re.findall(r"^http_port .*$", text, re.M) == ["http_port 3129 name=agent"]
-    assert "acl agent_clients src 10.8.0.5 10.8.0.1 172.29.194.0/24\n" in text
-    res, text = render(tmp_path, {"dify_version": "1.16.1", "dify_sandbox_network_subnet": "10.250.0.0/24"},
-                       groups=groups)
+    assert "acl agent_clients src 10.8.0.5 10.8.0.1 172.29.195.0/24\n" in text
+    res, text = render(tmp_path, {"dify_version": "1.16.1", "dify_local_sandbox_network_subnet": "10.250.0.0/24",
+                                  "dify_sandbox_network_subnet": "10.251.0.0/24"}, groups=groups)
     assert "acl agent_clients src 10.8.0.5 10.8.0.1 10.250.0.0/24\n" in text
     squid_parse(text, tmp_path)
