@@ -18,12 +18,14 @@ DATA = testinfra.get_host("podman://mol-dify-data")
 testinfra_hosts = ["mol-dify-app"]
 SERVICES = ["api", "worker", "beat", "web", "sandbox", "plugin_daemon"]
 # "contract": the service's env parsed as the release's own code parses it
-# (the probe exits at start otherwise); "event_bus": PUBSUB_REDIS_URL answers.
+# (the probe exits at start otherwise); "event_bus": PUBSUB_REDIS_URL answers;
+# "agent_backend" (Dify 1.16.1, this scenario's release): the agent backend's
+# runs API takes api's and worker's AGENT_BACKEND_API_TOKEN.
 EXPECTED_CHECKS = {
     "api": {"contract", "db_pool", "pgvector", "redis_sentinel", "celery_broker", "event_bus", "storage", "sandbox",
-            "plugin_daemon", "ssrf_proxy", "migration_disabled"},
+            "plugin_daemon", "ssrf_proxy", "migration_disabled", "agent_backend"},
     "worker": {"contract", "db_pool", "pgvector", "redis_sentinel", "celery_broker", "event_bus", "storage",
-               "sandbox", "ssrf_proxy", "migration_disabled"},
+               "sandbox", "ssrf_proxy", "migration_disabled", "agent_backend"},
     "beat": {"contract", "db_pool", "redis_sentinel", "celery_broker", "migration_disabled"},
     "plugin_daemon": {"contract", "db_pool", "redis_sentinel", "storage", "inner_api"},
     "sandbox": {"contract", "ssrf_proxy"},
