@@ -252,7 +252,7 @@ def check_sentinel_addresses(groups, hostvars):
             else:
                 continue
             if bad:
-                found.setdefault((where, tuple(bad), str(version or DEFAULT_DIFY_VERSION)), []).append(host)
+                found.setdefault((where, tuple(bad), str(version or _dify_versions()[1])), []).append(host)
     errors = []
     for (where, bad, version), hosts in sorted(found.items()):
         errors.append(
