@@ -20,7 +20,7 @@ MOLECULE_JOBS ?= 3
         test unit lint sanity build molecule fleet clean
 
 help:
-	@echo "make lab         lab hosts (LAYOUT=fleet|aio|fleet14, LAB_OS=trixie|bookworm) + site.yml"
+	@echo "make lab         lab hosts (LAYOUT=fleet|aio|fleet14, LAB_OS=trixie|bookworm, LAB_DIFY_VERSION=1.13.3) + site.yml"
 	@echo "make lab-down    remove the lab hosts, network and generated inventory"
 	@echo "make test        unit + preflight tests, ansible-lint, ansible-test sanity, build, molecule, fleet"
 
@@ -44,7 +44,7 @@ images: prereqs
 lab: bootstrap images lab-up lab-converge
 
 lab-up:
-	python lab/lab.py up --layout $(LAYOUT) --os $(LAB_OS)
+	python lab/lab.py up --layout $(LAYOUT) --os $(LAB_OS) $(if $(LAB_DIFY_VERSION),--dify-version $(LAB_DIFY_VERSION))
 
 lab-converge:
 	ansible-playbook lab/fixtures.yml -i inventories/lab

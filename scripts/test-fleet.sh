@@ -5,12 +5,14 @@
 # change, a --limit run to one api host
 # that changes nothing, the same at -vvv --diff and with the JSON callback
 # (searched for every secret), cross-host verification
-# (tests/fleet: testinfra and the contract probe's reports), then
-# playbooks/upgrade.yml rolling every Dify host to the probe's next image
+# (tests/fleet: testinfra and the contract probe's reports), all on the
+# previous Dify release line (FLEET_FROM_RELEASE, 1.13.3); then the
+# inventory moves to the default release with its new services' groups and
+# playbooks/upgrade.yml rolls every Dify host onto it (the probe's next image)
 # while a request loop through the edge counts the answers (no 5xx, no
 # connection error allowed) and streamed chat answers go from an api host
 # through Celery to a worker and back over the event bus (every one must
-# end), and the verification again; a roll that fails on an api host (the
+# end), the verification again and a rerun with changed=0; a roll that fails on an api host (the
 # host is put back in the edge's pool); a Redis and Sentinel password rotation
 # through the running Dify (the Dify tier alone refuses to render passwords
 # Redis does not accept yet; afterwards the old passwords are refused

@@ -1205,16 +1205,6 @@ def check_dify_release_services(groups, hostvars):
                           "host in %s. Add hosts to %s (one host may run all three)%s."
                           % (version, version, ", ".join(missing), " and ".join(missing),
                              ", or set a release without them: dify_version: %r" % without[-1] if without else ""))
-    # The local sandbox runs in the sandbox's network (role dify), which the
-    # firewall role fences on dify_sandbox hosts only: elsewhere its bridge
-    # would let the agent's code reach anything.
-    unfenced = [h for h in catalog.members(groups, "dify_local_sandbox")
-                if h not in catalog.members(groups, "dify_sandbox")]
-    if unfenced and dify_contract.has_service(version, "local_sandbox"):
-        errors.append("%s: in dify_local_sandbox but not in dify_sandbox; the local sandbox runs in the sandbox's "
-                      "network, which the firewall fences (its only way out the proxy) on dify_sandbox hosts only. "
-                      "Put these hosts in dify_sandbox too, or run the local sandbox on a dify_sandbox host."
-                      % catalog.hosts_text(unfenced))
     return errors
 
 
