@@ -31,13 +31,14 @@ SERVICES = [(host, svc) for svc, group in SERVICE_GROUPS for host in GROUPS.get(
 
 
 def probe_report(host, svc, seconds=90):
-    """The probe's latest report on HOST; waits for a round where every check passed."""
+    """The probe's latest report in the container of SVC on HOST (read inside it: Dify 1.16's agent services
+    mount no log directory); waits for a round where every check passed."""
     data = None
     deadline = time.time() + seconds
     while time.time() < deadline:
-        f = lab_host(host).file("/var/log/dify/probe-%s.json" % svc)
-        if f.exists:
-            data = json.loads(f.content_string)
+        res = lab_host(host).run("docker exec dify-%s cat /app/logs/probe-%s.json" % (svc, svc))
+        if res.rc == 0 and res.stdout.strip():
+            data = json.loads(res.stdout)
             if data.get("ok"):
                 return data
         time.sleep(3)
