@@ -150,7 +150,7 @@ def test_killed_leader_is_replaced_in_time_and_rejoins_without_loss(hosts):
         m = members.get(old, {})
         return m.get("role") in ("replica", "sync_standby") and m.get("state") == "streaming"
 
-    assert wait_for(rejoined, 120), cluster(watcher)
+    assert wait_for(rejoined, 180), cluster(watcher)
     print("rejoin: %s streams again after %.1f s" % (old, time.monotonic() - started))
     assert psql(hosts[old], "SELECT pg_is_in_recovery()") == "t"
     assert psql(hosts[old], "SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'") \
